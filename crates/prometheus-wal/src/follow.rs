@@ -1,0 +1,449 @@
+//! Following a live WAL directory: the newest checkpoint, every segment after it, then the
+//! segment being written and each one that appears after it.
+//!
+//! This is the remote-write watcher's algorithm (`tsdb/wlog/watcher.go`) as a blocking
+//! iterator, with the original sidecar's race fixed: on end-of-file the follower lists the
+//! directory, and when a later segment exists it drains the current one *once more* before
+//! moving on, so bytes appended between the first end-of-file and the listing are not lost.
+//! Only then is an incomplete record at the end final: a torn tail (Prometheus crashed), skipped
+//! with a warning. Corrupt bytes are skipped with a warning naming segment and offset. When the
+//! next segment is gone (Prometheus truncated the WAL while this reader was behind), it goes on
+//! from the newest checkpoint and the first segment still present, counting what was skipped,
+//! instead of failing.
+//!
+//! It owns the order in which files are read and the waiting. It never decodes record payloads
+//! and never sleeps longer than one poll interval without checking the stop flag.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::dir::{CheckpointDir, SegmentFile, list_segments, newest_checkpoint};
+use crate::error::WalError;
+use crate::position::{RecordSource, WalPosition};
+use crate::record::DecodeError;
+use crate::segment::SegmentReader;
+
+/// How a [`Follower`] waits.
+#[derive(Debug, Clone)]
+pub struct FollowOptions {
+    /// Sleep between looks for new data or new segments while caught up.
+    pub poll_interval: Duration,
+    /// Set to make [`Follower::next_record`] return `Ok(None)` (checked before every record and
+    /// every poll).
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Default for FollowOptions {
+    fn default() -> FollowOptions {
+        FollowOptions {
+            poll_interval: Duration::from_millis(100),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// One record as read from the WAL.
+#[derive(Debug, Clone, Copy)]
+pub struct WalRecord<'a> {
+    /// Checkpoint or segment it came from.
+    pub source: RecordSource,
+    /// Position just after the record (see [`WalPosition`] for checkpoint records).
+    pub position: WalPosition,
+    /// The decompressed payload; its first byte is the record type.
+    pub data: &'a [u8],
+}
+
+impl WalRecord<'_> {
+    /// Wraps an error from decoding this record's payload with where the record is.
+    pub fn decode_error(&self, error: DecodeError) -> WalError {
+        WalError::Decode {
+            from: self.source,
+            position: self.position,
+            error,
+        }
+    }
+}
+
+/// What a [`Follower`] has skipped or recovered from, for self-metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FollowStats {
+    /// Records returned.
+    pub records: u64,
+    /// Checkpoints read (at start and after truncations).
+    pub checkpoints_read: u64,
+    /// Corrupt fragments or pages skipped (CRC mismatch, bad framing, undecompressable).
+    pub corruptions_skipped: u64,
+    /// Segments whose incomplete last record was skipped because a later segment exists.
+    pub torn_tails: u64,
+    /// Bytes of those incomplete records.
+    pub torn_tail_bytes: u64,
+    /// Times the next segment was gone and reading went on from a checkpoint or a later segment.
+    pub truncation_restarts: u64,
+    /// Segments never read because they were deleted before this follower reached them.
+    pub segments_skipped: u64,
+}
+
+/// Which file is being read.
+enum State {
+    /// Find segment `want` (or, when `strict` is false, the lowest segment `>= want`).
+    Locate { want: u64, strict: bool },
+    /// Reading `checkpoint.index`: `files[next_file - 1]` is open in `reader`.
+    Checkpoint {
+        index: u64,
+        files: Vec<SegmentFile>,
+        next_file: usize,
+    },
+    /// Reading segment `index`; `next_seen` once a later segment was seen to exist.
+    Segment { index: u64, next_seen: bool },
+    /// Not following and everything has been read.
+    Done,
+}
+
+/// Reads every record of a WAL directory in order and follows it as Prometheus writes.
+pub struct Follower {
+    dir: PathBuf,
+    opts: FollowOptions,
+    follow: bool,
+    state: State,
+    /// The file being read; `None` between files.
+    reader: Option<SegmentReader>,
+    /// Highest checkpoint index read, so a truncation does not re-read the same one.
+    checkpoint_read: Option<u64>,
+    position: WalPosition,
+    stats: FollowStats,
+    /// Runs between an end-of-file and the directory listing: the race window under test.
+    #[cfg(test)]
+    before_listing: Option<Box<dyn FnMut() + Send>>,
+}
+
+impl Follower {
+    /// Starts following the WAL in `dir` (the `wal` directory itself). Fails if it cannot be
+    /// listed (e.g. does not exist); the error names the path.
+    pub fn open(dir: impl AsRef<Path>, opts: FollowOptions) -> Result<Follower, WalError> {
+        Follower::start(dir.as_ref(), opts, true)
+    }
+
+    /// Reads the checkpoint and segments present now and ends at the end of the newest segment
+    /// instead of waiting for more (`next_record` then returns `Ok(None)`).
+    pub fn open_to_end(dir: impl AsRef<Path>) -> Result<Follower, WalError> {
+        Follower::start(dir.as_ref(), FollowOptions::default(), false)
+    }
+
+    fn start(dir: &Path, opts: FollowOptions, follow: bool) -> Result<Follower, WalError> {
+        let mut f = Follower {
+            dir: dir.to_path_buf(),
+            opts,
+            follow,
+            state: State::Done,
+            reader: None,
+            checkpoint_read: None,
+            position: WalPosition::default(),
+            stats: FollowStats::default(),
+            #[cfg(test)]
+            before_listing: None,
+        };
+        // Listing segments first reports a missing or unreadable directory.
+        list_segments(dir)?;
+        match newest_checkpoint(dir)? {
+            Some(cp) => f.begin_checkpoint(cp)?,
+            None => {
+                f.state = State::Locate {
+                    want: 0,
+                    strict: false,
+                };
+            }
+        }
+        Ok(f)
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Position just after the last record returned (`{0, 0}` before the first).
+    pub fn position(&self) -> WalPosition {
+        self.position
+    }
+
+    /// Counts of what was skipped or recovered from so far.
+    pub fn stats(&self) -> FollowStats {
+        self.stats
+    }
+
+    /// Blocks until the next record is available and returns it; `Ok(None)` once `stop` is set
+    /// (or, with [`open_to_end`](Self::open_to_end), at the end). Corrupt data is skipped with a
+    /// warning, not returned. I/O errors are returned and the call can be retried;
+    /// [`WalError::Recreated`] means the WAL was replaced and a new follower is needed.
+    pub fn next_record(&mut self) -> Result<Option<WalRecord<'_>>, WalError> {
+        let source = loop {
+            if self.opts.stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            if let State::Done = self.state {
+                return Ok(None);
+            }
+            if let Some(source) = self.step()? {
+                break source;
+            }
+        };
+        self.stats.records += 1;
+        // Invariant: `step` only returns a source right after `advance` found a record in
+        // `self.reader`, so the empty fallback is never used.
+        let data = self.reader.as_ref().map_or(&[][..], SegmentReader::record);
+        Ok(Some(WalRecord {
+            source,
+            position: self.position,
+            data,
+        }))
+    }
+
+    /// One move of the state machine; `Some` when `self.reader` holds a new record.
+    fn step(&mut self) -> Result<Option<RecordSource>, WalError> {
+        match self.state {
+            State::Done => Ok(None),
+            State::Locate { want, strict } => {
+                self.locate(want, strict)?;
+                Ok(None)
+            }
+            State::Checkpoint { index, .. } => self.step_checkpoint(index),
+            State::Segment { index, next_seen } => self.step_segment(index, next_seen),
+        }
+    }
+
+    fn step_checkpoint(&mut self, index: u64) -> Result<Option<RecordSource>, WalError> {
+        let State::Checkpoint {
+            files, next_file, ..
+        } = &mut self.state
+        else {
+            return Ok(None);
+        };
+        let Some(reader) = self.reader.as_mut() else {
+            let Some(file) = files.get(*next_file) else {
+                self.state = State::Locate {
+                    want: index.saturating_add(1),
+                    strict: true,
+                };
+                return Ok(None);
+            };
+            *next_file += 1;
+            match SegmentReader::open(&file.path) {
+                Ok(r) => self.reader = Some(r),
+                Err(e) if e.is_not_found() => {
+                    // Deleted under us: a newer checkpoint replaced it. Read that one instead;
+                    // its series include everything this one had that is still needed.
+                    if let Some(cp) = newest_checkpoint(&self.dir)?
+                        && cp.index > index
+                    {
+                        tracing::warn!(
+                            checkpoint = index,
+                            newer = cp.index,
+                            "checkpoint was replaced while reading it; reading the newer one"
+                        );
+                        self.begin_checkpoint(cp)?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            return Ok(None);
+        };
+        match reader.advance() {
+            Ok(true) => {
+                self.position = WalPosition::after_checkpoint(index);
+                Ok(Some(RecordSource::Checkpoint(index)))
+            }
+            Ok(false) => {
+                // A checkpoint is renamed into place complete: end of file is its end.
+                self.finish_file();
+                Ok(None)
+            }
+            Err(e) if e.is_corruption() => {
+                self.skip_corruption(&e);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn step_segment(
+        &mut self,
+        index: u64,
+        next_seen: bool,
+    ) -> Result<Option<RecordSource>, WalError> {
+        let Some(reader) = self.reader.as_mut() else {
+            self.state = State::Locate {
+                want: index,
+                strict: true,
+            };
+            return Ok(None);
+        };
+        match reader.advance() {
+            Ok(true) => {
+                self.position = WalPosition {
+                    segment: index,
+                    offset: reader.offset(),
+                };
+                return Ok(Some(RecordSource::Segment(index)));
+            }
+            Ok(false) => {}
+            Err(e) if e.is_corruption() => {
+                self.skip_corruption(&e);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+        if next_seen {
+            // Drained again after the next segment appeared: this segment is complete.
+            self.finish_file();
+            self.state = State::Locate {
+                want: index.saturating_add(1),
+                strict: true,
+            };
+            return Ok(None);
+        }
+        #[cfg(test)]
+        if let Some(hook) = self.before_listing.as_mut() {
+            hook();
+        }
+        let segments = list_segments(&self.dir)?;
+        if segments.iter().any(|s| s.index > index) {
+            self.state = State::Segment {
+                index,
+                next_seen: true,
+            };
+            return Ok(None);
+        }
+        if !segments.iter().any(|s| s.index >= index) {
+            return Err(WalError::Recreated {
+                path: self.dir.clone(),
+                current: index,
+                newest: segments.last().map(|s| s.index),
+            });
+        }
+        if self.follow {
+            std::thread::sleep(self.opts.poll_interval);
+        } else {
+            self.finish_file();
+            self.state = State::Done;
+        }
+        Ok(None)
+    }
+
+    /// Opens segment `want`, or recovers when it is gone; waits when there is none yet.
+    fn locate(&mut self, want: u64, strict: bool) -> Result<(), WalError> {
+        let segments = list_segments(&self.dir)?;
+        let found = segments.iter().find(|s| s.index >= want);
+        if strict && found.is_none_or(|s| s.index > want) {
+            // Segment `want` is gone (or not there yet). A checkpoint covering it means it was
+            // truncated away: its series are in the checkpoint, its samples are lost.
+            if let Some(cp) = newest_checkpoint(&self.dir)?
+                && cp.index >= want
+                && self.checkpoint_read.is_none_or(|read| cp.index > read)
+            {
+                let skipped = cp.index - want + 1;
+                tracing::warn!(
+                    wal = %self.dir.display(),
+                    missing_segment = want,
+                    checkpoint = cp.index,
+                    skipped_segments = skipped,
+                    "next WAL segment was deleted before it was read (reader fell behind a truncation); \
+                     continuing from the newest checkpoint, samples in the skipped segments are lost"
+                );
+                self.stats.truncation_restarts += 1;
+                self.stats.segments_skipped += skipped;
+                return self.begin_checkpoint(cp);
+            }
+            if let Some(s) = found {
+                let skipped = s.index - want;
+                tracing::warn!(
+                    wal = %self.dir.display(),
+                    missing_segment = want,
+                    next_segment = s.index,
+                    skipped_segments = skipped,
+                    "WAL segments are missing; continuing with the next one present"
+                );
+                self.stats.truncation_restarts += 1;
+                self.stats.segments_skipped += skipped;
+            }
+        }
+        let Some(seg) = found else {
+            if self.follow {
+                std::thread::sleep(self.opts.poll_interval);
+            } else {
+                self.state = State::Done;
+            }
+            return Ok(());
+        };
+        match SegmentReader::open(&seg.path) {
+            Ok(r) => {
+                tracing::debug!(segment = %seg.path.display(), "reading WAL segment");
+                self.reader = Some(r);
+                self.state = State::Segment {
+                    index: seg.index,
+                    next_seen: false,
+                };
+            }
+            // Deleted between listing and opening: look again (strictly, so it is counted).
+            Err(e) if e.is_not_found() => {
+                self.state = State::Locate {
+                    want: seg.index,
+                    strict: true,
+                };
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn begin_checkpoint(&mut self, cp: CheckpointDir) -> Result<(), WalError> {
+        let files = match list_segments(&cp.path) {
+            Ok(files) => files,
+            // Replaced by a newer checkpoint between the two listings: read that one instead.
+            Err(e) if e.is_not_found() => {
+                return match newest_checkpoint(&self.dir)? {
+                    Some(newer) if newer.index > cp.index => self.begin_checkpoint(newer),
+                    _ => Ok(()),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        tracing::debug!(checkpoint = %cp.path.display(), files = files.len(), "reading WAL checkpoint");
+        self.reader = None;
+        self.checkpoint_read = Some(cp.index);
+        self.stats.checkpoints_read += 1;
+        self.state = State::Checkpoint {
+            index: cp.index,
+            files,
+            next_file: 0,
+        };
+        Ok(())
+    }
+
+    /// Closes the current file; an incomplete record left at its end is a torn tail.
+    fn finish_file(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let torn = reader.pending_bytes();
+            if torn > 0 {
+                tracing::warn!(
+                    segment = %reader.path().display(),
+                    offset = reader.offset(),
+                    bytes = torn,
+                    "skipping incomplete record at the end of a WAL segment (torn tail)"
+                );
+                self.stats.torn_tails += 1;
+                self.stats.torn_tail_bytes += torn;
+            }
+        }
+    }
+
+    fn skip_corruption(&mut self, e: &WalError) {
+        tracing::warn!(error = %e, "skipping corrupt WAL data");
+        self.stats.corruptions_skipped += 1;
+    }
+}
+
+#[cfg(test)]
+#[path = "follow_tests.rs"]
+mod tests;

@@ -1,0 +1,351 @@
+//! Protobuf encoding of `CreateTimeSeriesRequest`s from cached series prototypes.
+//!
+//! Everything about a series that does not change from point to point (metric type and labels,
+//! resource, kind, value type) is encoded once into [`SeriesPrototype::encoded`]. A request is then
+//! assembled by concatenating, per series, that prototype and the freshly encoded point: valid
+//! protobuf, because a message's fields may come in any order and repeated fields concatenate.
+//! This module must never decide *what* is sent, only how it is written.
+
+use std::sync::Arc;
+
+use gcm_api::api::metric_descriptor::{MetricKind, ValueType};
+use gcm_api::api::{Metric, MonitoredResource};
+use gcm_api::monitoring::{Point as PointProto, TimeInterval, TimeSeries, TypedValue, typed_value};
+use prost::Message;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+
+/// `CreateTimeSeriesRequest.name`.
+const REQUEST_NAME_TAG: u32 = 3;
+/// `CreateTimeSeriesRequest.time_series`.
+const REQUEST_TIME_SERIES_TAG: u32 = 2;
+/// `TimeSeries.points`.
+const TIME_SERIES_POINTS_TAG: u32 = 5;
+
+/// The kind and value type of a series' points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PointKind {
+    /// A GAUGE with DOUBLE values.
+    GaugeDouble,
+    /// A GAUGE with INT64 values.
+    GaugeInt64,
+    /// A CUMULATIVE with DOUBLE values.
+    CumulativeDouble,
+    /// A CUMULATIVE with INT64 values.
+    CumulativeInt64,
+}
+
+impl PointKind {
+    /// The protobuf metric kind.
+    pub fn metric_kind(self) -> MetricKind {
+        match self {
+            PointKind::GaugeDouble | PointKind::GaugeInt64 => MetricKind::Gauge,
+            PointKind::CumulativeDouble | PointKind::CumulativeInt64 => MetricKind::Cumulative,
+        }
+    }
+
+    /// The protobuf value type.
+    pub fn value_type(self) -> ValueType {
+        match self {
+            PointKind::GaugeDouble | PointKind::CumulativeDouble => ValueType::Double,
+            PointKind::GaugeInt64 | PointKind::CumulativeInt64 => ValueType::Int64,
+        }
+    }
+}
+
+/// Everything about one Cloud Monitoring time series except its points, encoded once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesPrototype {
+    /// Stable hash of resource and metric identity: the shard key and the per-request dedup key.
+    pub hash: u64,
+    /// Metric type, kept for log messages.
+    pub metric_type: String,
+    /// Kind and value type of the points.
+    pub kind: PointKind,
+    /// `TimeSeries` fields 1–4 (metric, resource, metric_kind, value_type) as protobuf bytes.
+    pub encoded: Vec<u8>,
+}
+
+impl SeriesPrototype {
+    /// Encodes a prototype. Labels must be sorted by name (the hash depends on the order).
+    pub fn new(
+        metric_type: String,
+        metric_labels: &[(String, String)],
+        resource_type: &str,
+        resource_labels: &[(&str, String)],
+        kind: PointKind,
+    ) -> SeriesPrototype {
+        let hash = series_hash(&metric_type, metric_labels, resource_type, resource_labels);
+        let proto = TimeSeries {
+            metric: Some(Metric {
+                r#type: metric_type.clone(),
+                labels: metric_labels.iter().cloned().collect(),
+            }),
+            resource: Some(MonitoredResource {
+                r#type: resource_type.to_string(),
+                labels: resource_labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            }),
+            metric_kind: kind.metric_kind() as i32,
+            value_type: kind.value_type() as i32,
+            ..Default::default()
+        };
+        SeriesPrototype {
+            hash,
+            metric_type,
+            kind,
+            encoded: proto.encode_to_vec(),
+        }
+    }
+}
+
+/// Hash of a series' identity as Cloud Monitoring sees it (resource and metric, with labels).
+/// Separators keep `("ab","c")` and `("a","bc")` apart.
+fn series_hash(
+    metric_type: &str,
+    metric_labels: &[(String, String)],
+    resource_type: &str,
+    resource_labels: &[(&str, String)],
+) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(resource_type.as_bytes());
+    h.update(&[0xff]);
+    h.update(metric_type.as_bytes());
+    for (k, v) in resource_labels {
+        h.update(&[0xff]);
+        h.update(k.as_bytes());
+        h.update(&[0xff]);
+        h.update(v.as_bytes());
+    }
+    h.update(&[0xfe]);
+    for (k, v) in metric_labels {
+        h.update(&[0xff]);
+        h.update(k.as_bytes());
+        h.update(&[0xff]);
+        h.update(v.as_bytes());
+    }
+    h.digest()
+}
+
+/// A point's value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PointValue {
+    /// DOUBLE.
+    Double(f64),
+    /// INT64.
+    Int64(i64),
+}
+
+/// One point of a series: its interval in milliseconds since the epoch, and its value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// Start of the interval (cumulative points only).
+    pub start_ms: Option<i64>,
+    /// End of the interval: the sample's timestamp.
+    pub end_ms: i64,
+    /// The value.
+    pub value: PointValue,
+}
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+impl Point {
+    fn to_proto(self) -> PointProto {
+        PointProto {
+            interval: Some(TimeInterval {
+                end_time: Some(timestamp(self.end_ms)),
+                start_time: self.start_ms.map(timestamp),
+            }),
+            value: Some(TypedValue {
+                value: Some(match self.value {
+                    PointValue::Double(v) => typed_value::Value::DoubleValue(v),
+                    PointValue::Int64(v) => typed_value::Value::Int64Value(v),
+                }),
+            }),
+        }
+    }
+}
+
+/// Builds the bytes of one `CreateTimeSeriesRequest`, series by series, in a reused buffer.
+#[derive(Debug, Default)]
+pub struct RequestBuilder {
+    buf: Vec<u8>,
+    series: usize,
+}
+
+impl RequestBuilder {
+    /// Starts a request for `projects/<project_id>`, discarding what the buffer held.
+    pub fn start(&mut self, project_name: &str) {
+        self.buf.clear();
+        self.series = 0;
+        encode_key(REQUEST_NAME_TAG, WireType::LengthDelimited, &mut self.buf);
+        encode_varint(project_name.len() as u64, &mut self.buf);
+        self.buf.extend_from_slice(project_name.as_bytes());
+    }
+
+    /// Appends one time series with exactly one point.
+    pub fn push(&mut self, series: &SeriesPrototype, point: Point) {
+        let point = point.to_proto();
+        let point_len = point.encoded_len();
+        let point_field_len = prost::encoding::key_len(TIME_SERIES_POINTS_TAG)
+            + encoded_len_varint(point_len as u64)
+            + point_len;
+        let series_len = series.encoded.len() + point_field_len;
+        encode_key(
+            REQUEST_TIME_SERIES_TAG,
+            WireType::LengthDelimited,
+            &mut self.buf,
+        );
+        encode_varint(series_len as u64, &mut self.buf);
+        self.buf.extend_from_slice(&series.encoded);
+        encode_key(
+            TIME_SERIES_POINTS_TAG,
+            WireType::LengthDelimited,
+            &mut self.buf,
+        );
+        encode_varint(point_len as u64, &mut self.buf);
+        // Encoding into a Vec cannot run out of space.
+        point
+            .encode(&mut self.buf)
+            .expect("a Vec<u8> grows as needed");
+        self.series += 1;
+    }
+
+    /// Number of series pushed since `start`.
+    pub fn len(&self) -> usize {
+        self.series
+    }
+
+    /// Whether no series was pushed since `start`.
+    pub fn is_empty(&self) -> bool {
+        self.series == 0
+    }
+
+    /// The request bytes so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// Shared handle to a prototype, as carried by every queued point.
+pub type SharedPrototype = Arc<SeriesPrototype>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gcm_api::monitoring::CreateTimeSeriesRequest;
+
+    fn proto(kind: PointKind) -> SeriesPrototype {
+        SeriesPrototype::new(
+            "external.googleapis.com/prometheus/up".into(),
+            &[("code".into(), "200".into())],
+            "generic_task",
+            &[("job", "node".into()), ("task_id", "a:1".into())],
+            kind,
+        )
+    }
+
+    #[test]
+    fn assembled_request_decodes_as_the_real_message() {
+        let g = proto(PointKind::GaugeDouble);
+        let c = proto(PointKind::CumulativeInt64);
+        let mut b = RequestBuilder::default();
+        b.start("projects/p");
+        b.push(
+            &g,
+            Point {
+                start_ms: None,
+                end_ms: 1_700_000_000_123,
+                value: PointValue::Double(1.5),
+            },
+        );
+        b.push(
+            &c,
+            Point {
+                start_ms: Some(1_699_999_999_999),
+                end_ms: 1_700_000_000_000,
+                value: PointValue::Int64(7),
+            },
+        );
+        assert_eq!(b.len(), 2);
+        let req = CreateTimeSeriesRequest::decode(b.bytes()).unwrap();
+        assert_eq!(req.name, "projects/p");
+        assert_eq!(req.time_series.len(), 2);
+        let ts = &req.time_series[0];
+        assert_eq!(
+            ts.metric.as_ref().unwrap().r#type,
+            "external.googleapis.com/prometheus/up"
+        );
+        assert_eq!(ts.metric.as_ref().unwrap().labels["code"], "200");
+        assert_eq!(ts.resource.as_ref().unwrap().labels["task_id"], "a:1");
+        assert_eq!(ts.metric_kind, MetricKind::Gauge as i32);
+        assert_eq!(ts.points.len(), 1);
+        let p = &ts.points[0];
+        let iv = p.interval.unwrap();
+        assert_eq!(iv.end_time.unwrap().seconds, 1_700_000_000);
+        assert_eq!(iv.end_time.unwrap().nanos, 123_000_000);
+        assert!(iv.start_time.is_none());
+        assert_eq!(
+            p.value.as_ref().unwrap().value,
+            Some(typed_value::Value::DoubleValue(1.5))
+        );
+        let ts = &req.time_series[1];
+        assert_eq!(ts.metric_kind, MetricKind::Cumulative as i32);
+        assert_eq!(ts.value_type, ValueType::Int64 as i32);
+        let iv = ts.points[0].interval.unwrap();
+        assert_eq!(iv.start_time.unwrap().seconds, 1_699_999_999);
+        assert_eq!(iv.start_time.unwrap().nanos, 999_000_000);
+    }
+
+    #[test]
+    fn start_discards_the_previous_request() {
+        let g = proto(PointKind::GaugeDouble);
+        let mut b = RequestBuilder::default();
+        b.start("projects/p");
+        let p = Point {
+            start_ms: None,
+            end_ms: 1,
+            value: PointValue::Double(0.0),
+        };
+        b.push(&g, p);
+        b.start("projects/q");
+        assert!(b.is_empty());
+        let req = CreateTimeSeriesRequest::decode(b.bytes()).unwrap();
+        assert_eq!(req.name, "projects/q");
+        assert!(req.time_series.is_empty());
+    }
+
+    #[test]
+    fn negative_timestamps_have_positive_nanos() {
+        let t = timestamp(-1);
+        assert_eq!((t.seconds, t.nanos), (-1, 999_000_000));
+    }
+
+    #[test]
+    fn hash_depends_on_every_part_of_the_identity() {
+        let base = proto(PointKind::GaugeDouble).hash;
+        let other_label = SeriesPrototype::new(
+            "external.googleapis.com/prometheus/up".into(),
+            &[("code".into(), "500".into())],
+            "generic_task",
+            &[("job", "node".into()), ("task_id", "a:1".into())],
+            PointKind::GaugeDouble,
+        );
+        assert_ne!(base, other_label.hash);
+        let other_resource = SeriesPrototype::new(
+            "external.googleapis.com/prometheus/up".into(),
+            &[("code".into(), "200".into())],
+            "generic_task",
+            &[("job", "node".into()), ("task_id", "a:2".into())],
+            PointKind::GaugeDouble,
+        );
+        assert_ne!(base, other_resource.hash);
+        assert_eq!(base, proto(PointKind::GaugeDouble).hash);
+    }
+}

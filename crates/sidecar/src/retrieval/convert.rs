@@ -1,0 +1,222 @@
+//! Sample conversion: one Prometheus sample of a resolved series to one Cloud Monitoring point.
+//!
+//! Owns the counter baseline and reset rules (the first sample of a cumulative series is its
+//! baseline and is not sent; a value going down starts a new interval 1 ms before it) and the
+//! per-series ordering guard (the API accepts only points moving forward in time). It must never
+//! look series up or queue anything.
+
+use ahash::AHashMap;
+
+use super::resolve::{Conversion, ResolvedSeries};
+use crate::export::{Point, PointKind, PointValue};
+
+/// Baseline of a cumulative series.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CounterState {
+    /// `None` until the first sample.
+    baseline: Option<Baseline>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Baseline {
+    /// Start time of the current interval (ms).
+    reset_ts: i64,
+    /// Value subtracted from samples in the current interval.
+    reset_value: f64,
+    /// Last sample value, to detect resets.
+    previous: f64,
+}
+
+impl CounterState {
+    /// Applies the reset rules to a sample: `None` for the baseline sample, else the interval
+    /// start and the value relative to the baseline.
+    pub fn adjust(&mut self, t: i64, v: f64) -> Option<(i64, f64)> {
+        match &mut self.baseline {
+            None => {
+                self.baseline = Some(Baseline {
+                    reset_ts: t,
+                    reset_value: v,
+                    previous: v,
+                });
+                None
+            }
+            Some(b) => {
+                if v < b.previous {
+                    b.reset_value = 0.0;
+                    b.reset_ts = t - 1;
+                }
+                b.previous = v;
+                Some((b.reset_ts, v - b.reset_value))
+            }
+        }
+    }
+}
+
+/// Why a sample produced no point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    /// First sample of a cumulative series, kept as its baseline.
+    Baseline,
+    /// Not after the series' previous point (duplicate or out of order).
+    OutOfOrder,
+}
+
+/// Converts samples, remembering each Cloud Monitoring series' last interval.
+#[derive(Debug, Default)]
+pub struct Converter {
+    /// Last accepted (start, end) per series hash. Keyed by hash rather than WAL ref because two
+    /// Prometheus series can map to one Cloud Monitoring series; the later one's points are then
+    /// refused rather than sent out of order.
+    intervals: AHashMap<u64, (i64, i64)>,
+}
+
+impl Converter {
+    /// The point for sample `(t, v)` (not NaN) of `series`.
+    pub fn convert(
+        &mut self,
+        series: &ResolvedSeries,
+        counter: &mut CounterState,
+        t: i64,
+        v: f64,
+    ) -> Result<Point, Skipped> {
+        let (start, value) = match series.conversion {
+            Conversion::Gauge => (None, v),
+            Conversion::Cumulative => {
+                let (start, value) = counter.adjust(t, v).ok_or(Skipped::Baseline)?;
+                (Some(start), value)
+            }
+        };
+        let interval = (start.unwrap_or(0), t);
+        match self.intervals.get_mut(&series.prototype.hash) {
+            Some(prev) => {
+                if !accepts(*prev, interval) {
+                    return Err(Skipped::OutOfOrder);
+                }
+                *prev = interval;
+            }
+            None => {
+                self.intervals.insert(series.prototype.hash, interval);
+            }
+        }
+        let value = match series.prototype.kind {
+            PointKind::GaugeDouble | PointKind::CumulativeDouble => PointValue::Double(value),
+            PointKind::GaugeInt64 | PointKind::CumulativeInt64 if series.truncate => {
+                PointValue::Int64(value.trunc() as i64)
+            }
+            PointKind::GaugeInt64 | PointKind::CumulativeInt64 => {
+                PointValue::Int64(value.round() as i64)
+            }
+        };
+        Ok(Point {
+            start_ms: start,
+            end_ms: t,
+            value,
+        })
+    }
+}
+
+/// The ordering rule: same start with a later end, or a new interval starting at or after the
+/// previous end.
+fn accepts(prev: (i64, i64), next: (i64, i64)) -> bool {
+    (next.0 == prev.0 && next.1 > prev.1) || (next.0 > prev.0 && next.0 >= prev.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::export::SeriesPrototype;
+
+    fn series(kind: PointKind, conversion: Conversion, truncate: bool) -> ResolvedSeries {
+        ResolvedSeries {
+            prototype: Arc::new(SeriesPrototype::new(
+                "t/m".into(),
+                &[],
+                "generic_task",
+                &[],
+                kind,
+            )),
+            conversion,
+            truncate,
+        }
+    }
+
+    #[test]
+    fn first_counter_sample_is_the_baseline() {
+        let s = series(PointKind::CumulativeDouble, Conversion::Cumulative, false);
+        let mut c = Converter::default();
+        let mut state = CounterState::default();
+        assert_eq!(
+            c.convert(&s, &mut state, 1000, 10.0),
+            Err(Skipped::Baseline)
+        );
+        let p = c.convert(&s, &mut state, 2000, 15.0).unwrap();
+        assert_eq!(p.start_ms, Some(1000));
+        assert_eq!(p.end_ms, 2000);
+        assert_eq!(p.value, PointValue::Double(5.0));
+    }
+
+    #[test]
+    fn counter_reset_starts_new_interval_1ms_before() {
+        let s = series(PointKind::CumulativeDouble, Conversion::Cumulative, false);
+        let mut c = Converter::default();
+        let mut state = CounterState::default();
+        let _ = c.convert(&s, &mut state, 1000, 10.0);
+        let _ = c.convert(&s, &mut state, 2000, 15.0).unwrap();
+        let p = c.convert(&s, &mut state, 3000, 4.0).unwrap();
+        assert_eq!(p.start_ms, Some(2999));
+        assert_eq!(p.value, PointValue::Double(4.0));
+        let p = c.convert(&s, &mut state, 4000, 6.0).unwrap();
+        assert_eq!((p.start_ms, p.value), (Some(2999), PointValue::Double(6.0)));
+    }
+
+    #[test]
+    fn gauge_duplicates_and_older_points_are_refused() {
+        let s = series(PointKind::GaugeDouble, Conversion::Gauge, false);
+        let mut c = Converter::default();
+        let mut state = CounterState::default();
+        let p = c.convert(&s, &mut state, 1000, 1.0).unwrap();
+        assert_eq!((p.start_ms, p.value), (None, PointValue::Double(1.0)));
+        assert_eq!(
+            c.convert(&s, &mut state, 1000, 1.0),
+            Err(Skipped::OutOfOrder)
+        );
+        assert_eq!(
+            c.convert(&s, &mut state, 900, 1.0),
+            Err(Skipped::OutOfOrder)
+        );
+        assert!(c.convert(&s, &mut state, 1001, 1.0).is_ok());
+    }
+
+    #[test]
+    fn int64_values_round_half_away_from_zero_or_truncate() {
+        let mut c = Converter::default();
+        let mut state = CounterState::default();
+        let rounded = series(PointKind::GaugeInt64, Conversion::Gauge, false);
+        assert_eq!(
+            c.convert(&rounded, &mut state, 1, 2.5).unwrap().value,
+            PointValue::Int64(3)
+        );
+        assert_eq!(
+            c.convert(&rounded, &mut state, 2, -2.5).unwrap().value,
+            PointValue::Int64(-3)
+        );
+        let mut c = Converter::default();
+        let truncated = series(PointKind::CumulativeInt64, Conversion::Cumulative, true);
+        let _ = c.convert(&truncated, &mut state, 1, 0.0);
+        assert_eq!(
+            c.convert(&truncated, &mut state, 2, 2.9).unwrap().value,
+            PointValue::Int64(2)
+        );
+    }
+
+    #[test]
+    fn ordering_rule_matches_the_original() {
+        assert!(accepts((10, 20), (10, 21)));
+        assert!(!accepts((10, 20), (10, 20)));
+        assert!(accepts((10, 20), (20, 30)));
+        assert!(!accepts((10, 20), (15, 30)));
+        assert!(!accepts((10, 20), (5, 30)));
+    }
+}

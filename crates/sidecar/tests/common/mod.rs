@@ -1,0 +1,199 @@
+//! Helpers shared by the integration tests: child processes that are always stopped, free
+//! loopback ports, and an in-process emulator read back through the real Monitoring API.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gcm_api::monitoring::metric_service_client::MetricServiceClient;
+use gcm_api::monitoring::{
+    ListMetricDescriptorsRequest, ListTimeSeriesRequest, TimeInterval, TimeSeries,
+    list_time_series_request::TimeSeriesView,
+};
+use tonic::transport::Channel;
+
+/// The path of a program the test needs, or a failure that says how to get it.
+pub fn require_binary(name: &str) -> PathBuf {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/bin", "/usr/sbin"])
+    {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("`{name}` is not installed; run scripts/install-deps.sh (or scripts/test.sh)");
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `ready` until it holds, failing after `timeout`.
+pub async fn wait_for(timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A child process killed when dropped, with its output in a log file.
+pub struct Child {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Child {
+    /// Starts `program` with `args`, stdout and stderr going to `log`.
+    pub fn spawn(program: &Path, args: &[&str], log: &Path) -> Child {
+        let out = File::create(log).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+        Child {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits for the exit status (None on timeout or death by signal).
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last `lines` lines of the log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An emulator serving on a loopback port for the duration of a test.
+pub struct TestEmulator {
+    pub addr: SocketAddr,
+    _running: gcm_emulator::RunningEmulator,
+}
+
+/// Starts the emulator in this process.
+pub async fn start_emulator() -> TestEmulator {
+    let emulator = gcm_emulator::Emulator::new(gcm_emulator::EmulatorConfig::default());
+    let running = emulator
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    TestEmulator {
+        addr: running.addr,
+        _running: running,
+    }
+}
+
+/// Reads what an emulator holds through the real API.
+pub struct EmulatorClient {
+    client: MetricServiceClient<Channel>,
+    project: String,
+}
+
+impl EmulatorClient {
+    /// Connects to the emulator at `addr`.
+    pub async fn connect(addr: SocketAddr, project: &str) -> EmulatorClient {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        EmulatorClient {
+            client: MetricServiceClient::new(channel),
+            project: format!("projects/{project}"),
+        }
+    }
+
+    /// Every series of every metric type, with all its points.
+    pub async fn all_series(&self) -> Vec<TimeSeries> {
+        let mut client = self.client.clone();
+        let descriptors = client
+            .list_metric_descriptors(ListMetricDescriptorsRequest {
+                name: self.project.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .metric_descriptors;
+        let mut all = Vec::new();
+        for d in descriptors {
+            let mut page_token = String::new();
+            loop {
+                let resp = client
+                    .list_time_series(ListTimeSeriesRequest {
+                        name: self.project.clone(),
+                        filter: format!("metric.type = \"{}\"", d.r#type),
+                        interval: Some(TimeInterval {
+                            end_time: Some(prost_types::Timestamp {
+                                seconds: 4_000_000_000,
+                                nanos: 0,
+                            }),
+                            start_time: Some(prost_types::Timestamp {
+                                seconds: 0,
+                                nanos: 0,
+                            }),
+                        }),
+                        view: TimeSeriesView::Full as i32,
+                        page_token: page_token.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                all.extend(resp.time_series);
+                if resp.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = resp.next_page_token;
+            }
+        }
+        all
+    }
+}
