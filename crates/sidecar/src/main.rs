@@ -207,18 +207,27 @@ fn init_logging(level: LogLevel, format: LogFormat) {
         LogLevel::Warn => tracing::Level::WARN,
         LogLevel::Error => tracing::Level::ERROR,
     };
-    let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
+    // Libraries (HTTP/2, gRPC) log at most warnings unless the sidecar itself is quieter.
+    let ours = level.as_str().to_ascii_lowercase();
+    let libraries = if level < tracing::Level::WARN {
+        &ours
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "{libraries},stackdriver_prometheus_sidecar={ours},prometheus_wal={ours}"
+    ));
     match format {
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
-            .with_max_level(filter)
+            .with_env_filter(filter.clone())
             .with_writer(std::io::stderr)
             .init(),
         LogFormat::Logfmt => tracing_logfmt::builder()
             .with_span_name(false)
             .with_span_path(false)
             .subscriber_builder()
-            .with_max_level(filter)
+            .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .init(),
     }

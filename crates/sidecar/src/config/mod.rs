@@ -176,6 +176,16 @@ fn parse_api_address(raw: &str) -> Result<ApiAddress, ConfigError> {
             auth = !matches!(&*value, "0" | "f" | "F" | "false" | "FALSE" | "False");
         }
     }
+    if auth {
+        return Err(ConfigError {
+            flag: FLAG,
+            message: format!(
+                "{raw:?} needs TLS and Google credentials, which are not supported yet; use an \
+                 endpoint that takes plaintext without credentials, with ?auth=false (such as \
+                 gcm-emulator)"
+            ),
+        });
+    }
     Ok(ApiAddress {
         url: raw.to_string(),
         host,
@@ -210,19 +220,34 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    /// Parses `args`, with a local API address unless one is given.
     fn parse(args: &[&str]) -> Result<Config, String> {
         let mut argv = vec!["sidecar"];
+        if !args
+            .iter()
+            .any(|a| a.starts_with("--stackdriver.api-address"))
+        {
+            argv.push("--stackdriver.api-address=http://127.0.0.1:9092/?auth=false");
+        }
         argv.extend_from_slice(args);
+        parse_raw(&argv)
+    }
+
+    fn parse_raw(argv: &[&str]) -> Result<Config, String> {
         let flags = Flags::try_parse_from(argv).map_err(|e| e.to_string())?;
         Config::from_flags(&flags).map_err(|e| e.to_string())
     }
 
     #[test]
     fn defaults_match_the_original() {
-        let c = parse(&["--stackdriver.project-id=p"]).unwrap();
-        assert_eq!(c.api.host, "monitoring.googleapis.com");
+        let err = parse_raw(&["sidecar", "--stackdriver.project-id=p"]).unwrap_err();
+        assert!(err.contains("--stackdriver.api-address"), "{err}");
+        let c = parse(&[
+            "--stackdriver.project-id=p",
+            "--stackdriver.api-address=http://127.0.0.1/?auth=false",
+        ])
+        .unwrap();
         assert_eq!(c.api.port, 443);
-        assert!(c.api.auth);
         assert_eq!(c.prometheus_url.as_str(), "http://127.0.0.1:9090/");
         assert_eq!(c.wal_directory, PathBuf::from("data/wal"));
         assert_eq!(c.metrics_prefix, DEFAULT_METRICS_PREFIX);

@@ -7,8 +7,6 @@
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
-use gcm_api::monitoring::CreateTimeSeriesSummary;
-use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -38,7 +36,7 @@ impl std::fmt::Display for SendError {
 
 impl SendError {
     fn from_status(status: &Status) -> SendError {
-        let summary = gcm_api_summary(status);
+        let summary = gcm_api::summary_from_status(status);
         SendError {
             code: status.code(),
             message: status.message().to_string(),
@@ -54,19 +52,6 @@ fn is_retryable(code: Code) -> bool {
         code,
         Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted
     )
-}
-
-/// The `CreateTimeSeriesSummary` carried in a status' details, if any.
-fn gcm_api_summary(status: &Status) -> Option<CreateTimeSeriesSummary> {
-    let details = gcm_api::rpc::Status::decode(status.details()).ok()?;
-    details
-        .details
-        .iter()
-        .find(|any| {
-            any.type_url
-                .ends_with("google.monitoring.v3.CreateTimeSeriesSummary")
-        })
-        .and_then(|any| CreateTimeSeriesSummary::decode(any.value.as_slice()).ok())
 }
 
 /// Something that accepts encoded `CreateTimeSeriesRequest`s. The gRPC client in production;
@@ -87,15 +72,9 @@ pub struct GrpcSink {
 }
 
 impl GrpcSink {
-    /// Prepares a lazily connecting channel to the API address.
+    /// Prepares a lazily connecting, plaintext channel to the API address (the configuration
+    /// refuses addresses that need credentials).
     pub fn new(api: &ApiAddress, timeout: Duration) -> Result<GrpcSink, String> {
-        if api.auth {
-            return Err(format!(
-                "{}: authenticated TLS connections are not supported yet; use a local endpoint \
-                 with ?auth=false",
-                api.url
-            ));
-        }
         let host = if api.host.contains(':') {
             format!("[{}]", api.host)
         } else {

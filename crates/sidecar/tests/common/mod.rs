@@ -114,6 +114,7 @@ impl Drop for Child {
 /// An emulator serving on a loopback port for the duration of a test.
 pub struct TestEmulator {
     pub addr: SocketAddr,
+    pub emulator: gcm_emulator::Emulator,
     _running: gcm_emulator::RunningEmulator,
 }
 
@@ -126,6 +127,7 @@ pub async fn start_emulator() -> TestEmulator {
         .unwrap();
     TestEmulator {
         addr: running.addr,
+        emulator,
         _running: running,
     }
 }
