@@ -6,7 +6,7 @@
 #   ./scripts/demo.sh [--duration 60s]
 #
 # Ports (loopback only) can be changed with DEMO_PROMETHEUS_PORT, DEMO_NODE_PORT,
-# DEMO_EMULATOR_PORT.
+# DEMO_EMULATOR_PORT, DEMO_SIDECAR_PORT (the sidecar's /metrics, /statusz, /-/healthy, /-/ready).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +23,7 @@ done
 prom_port=${DEMO_PROMETHEUS_PORT:-19090}
 node_port=${DEMO_NODE_PORT:-19100}
 emu_port=${DEMO_EMULATOR_PORT:-19092}
+web_port=${DEMO_SIDECAR_PORT:-19091}
 
 ./scripts/install-deps.sh
 echo "demo: building (release)..." >&2
@@ -52,6 +53,9 @@ scrape_configs:
   - job_name: node
     static_configs:
       - targets: ['127.0.0.1:${node_port}']
+  - job_name: sidecar
+    static_configs:
+      - targets: ['127.0.0.1:${web_port}']
 YAML
 
 prometheus-node-exporter --web.listen-address="127.0.0.1:${node_port}" >"$work/node-exporter.log" 2>&1 &
@@ -70,10 +74,12 @@ for _ in $(seq 1 100); do [ -d "$work/data/wal" ] && break; sleep 0.1; done
   --stackdriver.generic.location=local \
   --stackdriver.generic.namespace=demo \
   --prometheus.wal-directory="$work/data/wal" \
-  --prometheus.api-address="http://127.0.0.1:${prom_port}/" >"$work/sidecar.log" 2>&1 &
+  --prometheus.api-address="http://127.0.0.1:${prom_port}/" \
+  --web.listen-address="127.0.0.1:${web_port}" >"$work/sidecar.log" 2>&1 &
 pids+=($!)
 
 echo "demo: Prometheus http://127.0.0.1:${prom_port}/, emulator 127.0.0.1:${emu_port}; Ctrl-C to stop" >&2
+echo "demo: sidecar status page http://127.0.0.1:${web_port}/statusz (metrics: /metrics)" >&2
 top_args=(top --address="127.0.0.1:${emu_port}" --project=demo --interval=2s)
 [ -n "$duration" ] && top_args+=(--duration="$duration")
 "$bin/gcm-emulator" "${top_args[@]}"

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a Debian machine, if it is missing:
-# Prometheus and the node exporter (Debian packages). Safe to run again.
+# Prometheus, the node exporter, and Chromium (the status page is checked in a headless
+# browser), all Debian packages. Safe to run again.
 set -euo pipefail
 
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-node-exporter >/dev/null 2>&1 || need+=(prometheus-node-exporter)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# A font for Chromium to render text with (only recommended by the package).
+[ -d /usr/share/fonts/truetype/liberation ] || need+=(fonts-liberation)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=""

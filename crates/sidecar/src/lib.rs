@@ -4,7 +4,10 @@
 pub mod config;
 pub mod export;
 pub mod metadata;
+pub mod observe;
+pub mod progress;
 pub mod promapi;
 pub mod retrieval;
 pub mod stats;
 pub mod targets;
+pub mod web;

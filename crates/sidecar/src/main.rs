@@ -12,13 +12,21 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use clap::Parser;
 use prometheus_wal::{FollowOptions, Follower};
-use stackdriver_prometheus_sidecar::config::{Config, Flags, LogFormat, LogLevel};
+use stackdriver_prometheus_sidecar::config::{Config, Flags, LogFormat, LogLevel, WalStart};
 use stackdriver_prometheus_sidecar::export::{ExportConfig, Exporter, GrpcSink};
 use stackdriver_prometheus_sidecar::metadata::MetadataCache;
+use stackdriver_prometheus_sidecar::observe::recent::RecentErrors;
+use stackdriver_prometheus_sidecar::progress::{
+    self, DeliveryMarks, DeliveryTracker, LoadedProgress, Resume,
+};
 use stackdriver_prometheus_sidecar::promapi::PromApi;
-use stackdriver_prometheus_sidecar::retrieval::{PrometheusSources, Reader, ReaderExit, Resolver};
+use stackdriver_prometheus_sidecar::retrieval::aggregator::CounterAggregator;
+use stackdriver_prometheus_sidecar::retrieval::{
+    PrometheusSources, Reader, ReaderExit, ReaderProgress, Resolver,
+};
 use stackdriver_prometheus_sidecar::stats::Stats;
 use stackdriver_prometheus_sidecar::targets::TargetsCache;
+use stackdriver_prometheus_sidecar::web;
 use tokio_util::sync::CancellationToken;
 
 /// Shards sending in parallel.
@@ -29,6 +37,8 @@ const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(10);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the targets cache is refreshed (the original's).
 const TARGETS_REFRESH: Duration = Duration::from_secs(180);
+/// How often delivery progress is saved.
+const PROGRESS_SAVE_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a progress line is logged.
 const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(30);
 /// Longest wait for queued points to be sent at shutdown.
@@ -50,7 +60,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_level, config.log_format);
+    let recent = RecentErrors::default();
+    init_logging(config.log_level, config.log_format, &recent);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -62,7 +73,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, recent)) {
         Ok(()) => {
             tracing::info!("See you next time!");
             ExitCode::SUCCESS
@@ -74,7 +85,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     tracing::info!(
         version = stackdriver_prometheus_sidecar::config::flags::VERSION,
         wal = %config.wal_directory.display(),
@@ -82,9 +93,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         api = %config.api.url,
         "starting stackdriver-prometheus-sidecar"
     );
+    if config.deprecated_filter_used {
+        tracing::warn!(
+            "--filter is deprecated: use --include with a PromQL series selector instead \
+             (all --filter matchers are joined into one selector)"
+        );
+    }
     let cancel = CancellationToken::new();
     tokio::spawn(watch_signals(cancel.clone()));
     let stats = Arc::new(Stats::default());
+    let web = web::start(&config, SHARDS, stats.clone(), recent, cancel.clone()).await?;
 
     let stop_reading = Arc::new(AtomicBool::new(false));
     let mut follower = Follower::open(
@@ -95,6 +113,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
     )
     .with_context(|| format!("opening the WAL in {}", config.wal_directory.display()))?;
+    stats.mark_wal_open();
+
+    let (resume, start_after_ms) = load_progress(&config)?;
+    let resume = resume.with_marks(progress::marks::load(&config.wal_directory), SHARDS);
+    let marks = DeliveryMarks::create(&config.wal_directory, SHARDS, resume.marks()).with_context(
+        || {
+            format!(
+                "creating the delivery marks in {}",
+                config.wal_directory.display()
+            )
+        },
+    )?;
+    let tracker = Arc::new(DeliveryTracker::new(SHARDS, resume.position).with_marks(marks));
+    resume.register_all(&tracker);
 
     let sink = GrpcSink::new(&config.api, SEND_TIMEOUT)
         .map_err(|e| anyhow!("--stackdriver.api-address: {e}"))?;
@@ -102,35 +134,59 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(sink),
         ExportConfig::new(&config.project_id, SHARDS),
         stats.clone(),
+        Some(tracker.clone()),
     );
 
     let api = PromApi::new(config.prometheus_url.clone(), PROMETHEUS_TIMEOUT);
     let targets = Arc::new(TargetsCache::new(api.clone(), config.static_labels.clone()));
-    let metadata = Arc::new(MetadataCache::new(api.clone(), Vec::new()));
+    let metadata = Arc::new(MetadataCache::new(
+        api.clone(),
+        config.file.static_metadata.clone(),
+    ));
+    let aggregator = Arc::new(CounterAggregator::new(
+        config.file.aggregated_counters.clone(),
+        &config.project_id,
+    ));
+    web.show_aggregates(aggregator.clone());
     tracing::info!(url = %config.prometheus_url, "waiting for Prometheus to be ready");
     if api.wait_ready(&cancel).await.is_err() {
         exporter.finish().await;
         return Ok(());
     }
     tracing::info!("Prometheus is ready; reading the WAL");
+    stats.mark_prometheus_ready();
     tokio::spawn(
         targets
             .clone()
             .run_refresher(TARGETS_REFRESH, cancel.clone()),
     );
     tokio::spawn(log_progress(stats.clone(), cancel.clone()));
+    tokio::spawn(progress::run_keeper(
+        config.wal_directory.clone(),
+        tracker.clone(),
+        PROGRESS_SAVE_INTERVAL,
+        cancel.clone(),
+    ));
 
     let resolver = Resolver::new(
         PrometheusSources { targets, metadata },
         config.metrics_prefix.clone(),
         config.use_gke_resource,
-    );
+    )
+    .with_renames(config.file.metric_renames.clone());
     let reader = Reader::new(
         resolver,
         exporter.handle(),
         stats.clone(),
         tokio::runtime::Handle::current(),
-    );
+        ReaderProgress {
+            tracker: tracker.clone(),
+            resume,
+            start_after_ms,
+        },
+    )
+    .with_filter(config.series_filter.clone())
+    .with_aggregator(aggregator);
     let reader_thread = tokio::task::spawn_blocking(move || reader.run(&mut follower));
 
     // Stop reading on a signal; the reader's end (error or not) also ends the process.
@@ -158,12 +214,61 @@ async fn run(config: Config) -> anyhow::Result<()> {
             "not every queued point could be sent before shutdown"
         );
     }
+    let dir = config.wal_directory.clone();
+    match tokio::task::spawn_blocking(move || progress::save(&dir, &tracker)).await {
+        Ok(Ok(position)) => tracing::info!(%position, "progress saved"),
+        Ok(Err(err)) => tracing::error!(error = %err, "saving progress at shutdown failed"),
+        Err(err) => tracing::error!(error = %err, "saving progress at shutdown failed"),
+    }
     stats.log_summary();
+    if let Some(err) = web.fatal_error() {
+        return Err(anyhow!(err));
+    }
     match outcome {
         Ok(ReaderExit::Stopped) => Ok(()),
         Ok(ReaderExit::ExportClosed) => Err(anyhow!("the export stage stopped unexpectedly")),
         Err(err) => Err(anyhow::Error::new(err).context("following the WAL")),
     }
+}
+
+/// Where to resume: the saved progress, or `--prometheus.wal-start` on a first start. Fails when
+/// the WAL directory is not writable (progress could never be saved).
+fn load_progress(config: &Config) -> anyhow::Result<(Resume, Option<i64>)> {
+    let dir = &config.wal_directory;
+    let probe = dir.join(".stackdriver_sidecar.write-test");
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .with_context(|| {
+            format!(
+                "the WAL directory {} must be writable: progress is saved there",
+                dir.display()
+            )
+        })?;
+    let loaded = progress::file::load(dir).unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "ignoring an unusable progress file; starting afresh");
+        LoadedProgress::None
+    });
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let start_after_ms = match (&loaded, config.wal_start) {
+        (LoadedProgress::None, WalStart::Now) => Some(now_ms),
+        (LoadedProgress::None, WalStart::MaxAge(age)) => Some(now_ms - age.as_millis() as i64),
+        _ => None,
+    };
+    match &loaded {
+        LoadedProgress::None => tracing::info!(start = ?config.wal_start, "no saved progress"),
+        LoadedProgress::Exact(p) => tracing::info!(
+            position = %p.position,
+            series = p.series.len(),
+            "resuming where delivery stopped"
+        ),
+        LoadedProgress::Legacy(position) => tracing::info!(
+            %position,
+            "resuming from the original sidecar's progress file (counters start afresh)"
+        ),
+    }
+    Ok((Resume::new(loaded), start_after_ms))
 }
 
 async fn watch_signals(cancel: CancellationToken) {
@@ -200,7 +305,10 @@ async fn log_progress(stats: Arc<Stats>, cancel: CancellationToken) {
     }
 }
 
-fn init_logging(level: LogLevel, format: LogFormat) {
+fn init_logging(level: LogLevel, format: LogFormat, recent: &RecentErrors) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let level = match level {
         LogLevel::Debug => tracing::Level::DEBUG,
         LogLevel::Info => tracing::Level::INFO,
@@ -222,6 +330,8 @@ fn init_logging(level: LogLevel, format: LogFormat) {
             .json()
             .with_env_filter(filter.clone())
             .with_writer(std::io::stderr)
+            .finish()
+            .with(recent.layer())
             .init(),
         LogFormat::Logfmt => tracing_logfmt::builder()
             .with_span_name(false)
@@ -229,6 +339,8 @@ fn init_logging(level: LogLevel, format: LogFormat) {
             .subscriber_builder()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            .finish()
+            .with(recent.layer())
             .init(),
     }
 }

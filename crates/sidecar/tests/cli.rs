@@ -111,6 +111,31 @@ fn invalid_values_exit_2_naming_the_flag() {
 }
 
 #[test]
+fn selector_and_config_file_errors_exit_2_naming_the_flag_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sidecar.yml");
+    std::fs::write(
+        &file,
+        "metric_renames:\n  - from: a\n    to: b\nstatic_metadata:\n  - metric: m\n    type: timer\n",
+    )
+    .unwrap();
+    let config = format!("--config-file={}", file.display());
+    for (arg, expected) in [
+        (r#"--include={a-b="c"}"#, "--include"),
+        ("--filter=job=node", "--filter"),
+        (config.as_str(), "line 6:"),
+    ] {
+        let out = sidecar(&[
+            "--stackdriver.project-id=p",
+            "--stackdriver.api-address=http://127.0.0.1:1/?auth=false",
+            arg,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{arg}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{arg}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn missing_wal_directory_exits_1_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let wal = dir.path().join("no-such-wal");
@@ -118,6 +143,7 @@ fn missing_wal_directory_exits_1_naming_it() {
         "--stackdriver.project-id=p",
         "--stackdriver.api-address=http://127.0.0.1:1/?auth=false",
         &format!("--prometheus.wal-directory={}", wal.display()),
+        "--web.listen-address=127.0.0.1:0",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("no-such-wal"), "{}", stderr(&out));
@@ -132,4 +158,142 @@ fn authenticated_api_address_is_refused_until_supported() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn help_lists_the_web_flags() {
+    let out = sidecar(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--web.listen-address", "--web.enable-statusz"] {
+        assert!(text.contains(flag), "--help does not list {flag}:\n{text}");
+    }
+}
+
+#[test]
+fn invalid_listen_address_exits_2_naming_the_flag() {
+    let out = sidecar(&[
+        "--stackdriver.project-id=p",
+        "--stackdriver.api-address=http://127.0.0.1:1/?auth=false",
+        "--web.listen-address=9091",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--web.listen-address"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn listen_address_in_use_exits_1_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = sidecar(&[
+        "--stackdriver.project-id=p",
+        "--stackdriver.api-address=http://127.0.0.1:1/?auth=false",
+        &format!("--prometheus.wal-directory={}", dir.path().display()),
+        &format!("--web.listen-address={address}"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("--web.listen-address={address}")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A stand-in for Prometheus that answers every request with 200 and an empty body: ready, and
+/// with no targets or metadata.
+fn always_ready_prometheus() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                // One request per connection is enough for this test.
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    address
+}
+
+/// `GET path` on `address`: status code and body, `None` if nothing answers.
+fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+#[test]
+fn wal_directory_removed_while_running_is_fatal_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = dir.path().join("wal");
+    std::fs::create_dir(&wal).unwrap();
+    let web = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let prometheus = always_ready_prometheus();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stackdriver-prometheus-sidecar"))
+        .args([
+            "--stackdriver.project-id=p",
+            "--stackdriver.api-address=http://127.0.0.1:1/?auth=false",
+            &format!("--prometheus.wal-directory={}", wal.display()),
+            &format!("--prometheus.api-address=http://{prometheus}/"),
+            &format!("--web.listen-address={web}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Reading has begun once readiness waits for the first batch rather than for Prometheus.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some((_, body)) = http_get(&web, "/-/ready")
+            && body.contains("has not accepted a batch")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sidecar never started reading"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::remove_dir_all(&wal).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the sidecar kept running after its WAL directory was removed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("fatal error"), "{}", stderr(&out));
 }

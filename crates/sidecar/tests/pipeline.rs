@@ -13,7 +13,12 @@ use prometheus_wal::{Codec, Follower, Label, Labels, RefSample, RefSeries, STALE
 use prost::Message;
 use stackdriver_prometheus_sidecar::export::{ExportConfig, Exporter, SendError, TimeSeriesSink};
 use stackdriver_prometheus_sidecar::metadata::{MetricMetadata, MetricType, ValueType};
-use stackdriver_prometheus_sidecar::retrieval::{Reader, ReaderExit, Resolver, SeriesSources};
+use stackdriver_prometheus_sidecar::progress::{
+    self, DeliveryMarks, DeliveryTracker, LoadedProgress, Resume, SavedProgress,
+};
+use stackdriver_prometheus_sidecar::retrieval::{
+    Reader, ReaderExit, ReaderProgress, Resolver, SeriesSources,
+};
 use stackdriver_prometheus_sidecar::stats::{DropReason, Stats};
 use stackdriver_prometheus_sidecar::targets::Target;
 
@@ -82,7 +87,16 @@ impl TimeSeriesSink for RecordingSink {
 }
 
 fn write_wal(dir: &std::path::Path, series: &[RefSeries], batches: &[Vec<RefSample>]) {
-    let file = std::fs::File::create(dir.join("00000000")).unwrap();
+    write_segment(dir, "00000000", series, batches);
+}
+
+fn write_segment(
+    dir: &std::path::Path,
+    name: &str,
+    series: &[RefSeries],
+    batches: &[Vec<RefSample>],
+) {
+    let file = std::fs::File::create(dir.join(name)).unwrap();
     let mut w = SegmentWriter::new(file, Codec::Snappy);
     let mut buf = Vec::new();
     encode_series(series, &mut buf);
@@ -105,9 +119,30 @@ async fn run_pipeline(
 ) -> (Vec<CreateTimeSeriesRequest>, Arc<Stats>) {
     let dir = tempfile::tempdir().unwrap();
     write_wal(dir.path(), series, batches);
+    let (requests, stats, _) = run_on(dir.path(), Resume::default(), None).await;
+    (requests, stats)
+}
+
+/// Reads the WAL in `dir` to its end once, resuming from `resume`; returns what was sent and
+/// the progress that would be saved afterwards.
+async fn run_on(
+    dir: &std::path::Path,
+    resume: Resume,
+    start_after_ms: Option<i64>,
+) -> (Vec<CreateTimeSeriesRequest>, Arc<Stats>, SavedProgress) {
     let stats = Arc::new(Stats::default());
     let sink = Arc::new(RecordingSink::default());
-    let exporter = Exporter::start(sink.clone(), ExportConfig::new("proj", 3), stats.clone());
+    // As in production: the marks of the previous run, and a marks file for this one.
+    let resume = resume.with_marks(progress::marks::load(dir), 3);
+    let marks = DeliveryMarks::create(dir, 3, resume.marks()).unwrap();
+    let tracker = Arc::new(DeliveryTracker::new(3, resume.position).with_marks(marks));
+    resume.register_all(&tracker);
+    let exporter = Exporter::start(
+        sink.clone(),
+        ExportConfig::new("proj", 3),
+        stats.clone(),
+        Some(tracker.clone()),
+    );
     let sources = TableSources {
         metadata: HashMap::from([
             ("temperature", MetricType::Gauge),
@@ -121,8 +156,13 @@ async fn run_pipeline(
         exporter.handle(),
         stats.clone(),
         tokio::runtime::Handle::current(),
+        ReaderProgress {
+            tracker: tracker.clone(),
+            resume,
+            start_after_ms,
+        },
     );
-    let mut follower = Follower::open_to_end(dir.path()).unwrap();
+    let mut follower = Follower::open_to_end(dir).unwrap();
     let exit = tokio::task::spawn_blocking(move || reader.run(&mut follower))
         .await
         .unwrap()
@@ -130,7 +170,7 @@ async fn run_pipeline(
     assert!(matches!(exit, ReaderExit::Stopped));
     exporter.finish().await;
     let requests = std::mem::take(&mut *sink.requests.lock().unwrap());
-    (requests, stats)
+    (requests, stats, tracker.snapshot())
 }
 
 fn points_of<'a>(requests: &'a [CreateTimeSeriesRequest], metric: &str) -> Vec<&'a TimeSeries> {
@@ -307,4 +347,175 @@ async fn requests_hold_at_most_200_distinct_series_with_one_point_each() {
             assert!(end > prev);
         }
     }
+}
+
+fn counter_and_gauge() -> Vec<RefSeries> {
+    vec![
+        RefSeries {
+            series_ref: 1,
+            labels: labels(&[
+                ("__name__", "temperature"),
+                ("job", "app"),
+                ("instance", "a:1"),
+            ]),
+        },
+        RefSeries {
+            series_ref: 2,
+            labels: labels(&[
+                ("__name__", "requests_total"),
+                ("job", "app"),
+                ("instance", "a:1"),
+            ]),
+        },
+    ]
+}
+
+fn summary(requests: &[CreateTimeSeriesRequest]) -> Vec<(String, Option<i64>, i64, f64)> {
+    let mut v: Vec<_> = requests
+        .iter()
+        .flat_map(|r| &r.time_series)
+        .map(|ts| {
+            let name = ts
+                .metric
+                .as_ref()
+                .unwrap()
+                .r#type
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string();
+            (name, start_ms(ts), end_ms(ts), value(ts))
+        })
+        .collect();
+    v.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_exactly_after_what_was_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let first: Vec<Vec<RefSample>> = (1..=3)
+        .map(|i| {
+            vec![
+                sample(1, i * 1000, i as f64),
+                sample(2, i * 1000, 10.0 * i as f64),
+            ]
+        })
+        .collect();
+    write_segment(dir.path(), "00000000", &counter_and_gauge(), &first);
+    let (sent, _, saved) = run_on(dir.path(), Resume::default(), None).await;
+    assert_eq!(
+        summary(&sent),
+        vec![
+            ("temperature".into(), None, 1000, 1.0),
+            ("requests_total".into(), Some(1000), 2000, 10.0),
+            ("temperature".into(), None, 2000, 2.0),
+            ("requests_total".into(), Some(1000), 3000, 20.0),
+            ("temperature".into(), None, 3000, 3.0),
+        ]
+    );
+    progress::file::save(dir.path(), &saved).unwrap();
+
+    // Prometheus goes on: a new segment with later samples (and a counter reset).
+    let second: Vec<Vec<RefSample>> = vec![
+        vec![sample(1, 4000, 4.0), sample(2, 4000, 45.0)],
+        vec![sample(1, 5000, 5.0), sample(2, 5000, 3.0)],
+    ];
+    write_segment(dir.path(), "00000001", &[], &second);
+    let loaded = progress::file::load(dir.path()).unwrap();
+    assert!(matches!(loaded, LoadedProgress::Exact(_)));
+    let (sent, stats, _) = run_on(dir.path(), Resume::new(loaded), None).await;
+    // Nothing sent twice; the counter keeps its start time and no sample became a new baseline.
+    assert_eq!(
+        summary(&sent),
+        vec![
+            ("requests_total".into(), Some(1000), 4000, 35.0),
+            ("temperature".into(), None, 4000, 4.0),
+            ("requests_total".into(), Some(4999), 5000, 3.0),
+            ("temperature".into(), None, 5000, 5.0),
+        ]
+    );
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stats.samples_baseline.load(Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_can_skip_old_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches: Vec<Vec<RefSample>> = (1..=4)
+        .map(|i| vec![sample(1, i * 1000, i as f64)])
+        .collect();
+    write_segment(dir.path(), "00000000", &counter_and_gauge(), &batches);
+    let (sent, _, _) = run_on(dir.path(), Resume::default(), Some(3000)).await;
+    let ends: Vec<i64> = summary(&sent).iter().map(|s| s.2).collect();
+    assert_eq!(ends, vec![3000, 4000]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_delivered_after_the_watermark_are_not_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches: Vec<Vec<RefSample>> = (1..=3)
+        .map(|i| {
+            vec![
+                sample(1, i * 1000, i as f64),
+                sample(2, i * 1000, 10.0 * i as f64),
+            ]
+        })
+        .collect();
+    write_segment(dir.path(), "00000000", &counter_and_gauge(), &batches);
+    let (_, _, mut saved) = run_on(dir.path(), Resume::default(), None).await;
+    // As after a kill: the records were delivered but the saved watermark had not caught up.
+    saved.position = Default::default();
+    let (sent, stats, _) =
+        run_on(dir.path(), Resume::new(LoadedProgress::Exact(saved)), None).await;
+    assert!(summary(&sent).is_empty(), "{:?}", summary(&sent));
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stats.samples_already_delivered.load(Relaxed), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_marks_cover_what_the_last_save_missed() {
+    let batch = |i: i64| {
+        vec![
+            sample(1, i * 1000, i as f64),
+            sample(2, i * 1000, 10.0 * i as f64),
+        ]
+    };
+    // The state a periodic save captured after the first record only...
+    let early = tempfile::tempdir().unwrap();
+    write_segment(early.path(), "00000000", &counter_and_gauge(), &[batch(1)]);
+    let (_, _, stale) = run_on(early.path(), Resume::default(), None).await;
+    // ...while three records were delivered before the process was killed.
+    let dir = tempfile::tempdir().unwrap();
+    write_segment(
+        dir.path(),
+        "00000000",
+        &counter_and_gauge(),
+        &[batch(1), batch(2), batch(3)],
+    );
+    let (sent, _, _) = run_on(dir.path(), Resume::default(), None).await;
+    assert_eq!(summary(&sent).len(), 5);
+    progress::file::save(dir.path(), &stale).unwrap();
+
+    let loaded = progress::file::load(dir.path()).unwrap();
+    let (sent, stats, saved) = run_on(dir.path(), Resume::new(loaded), None).await;
+    assert!(
+        summary(&sent).is_empty(),
+        "sent again: {:?}",
+        summary(&sent)
+    );
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stats.samples_already_delivered.load(Relaxed), 4);
+    progress::file::save(dir.path(), &saved).unwrap();
+
+    write_segment(dir.path(), "00000001", &[], &[batch(4)]);
+    let loaded = progress::file::load(dir.path()).unwrap();
+    let (sent, _, _) = run_on(dir.path(), Resume::new(loaded), None).await;
+    assert_eq!(
+        summary(&sent),
+        vec![
+            ("requests_total".into(), Some(1000), 4000, 30.0),
+            ("temperature".into(), None, 4000, 4.0),
+        ]
+    );
 }

@@ -105,6 +105,17 @@ pub struct Flags {
     )]
     pub wal_directory: String,
 
+    /// Where to start on a first start, when the WAL directory holds no progress file:
+    /// `oldest` (everything the WAL still holds, as the original), `now` (only samples from now
+    /// on), or a maximum age such as `30m` or `2h`. After that, the sidecar resumes exactly where
+    /// delivery stopped.
+    #[arg(
+        long = "prometheus.wal-start",
+        value_name = "oldest|now|AGE",
+        default_value = "oldest"
+    )]
+    pub wal_start: String,
+
     /// Base URL of the Prometheus server (readiness, targets and metadata API).
     #[arg(
         long = "prometheus.api-address",
@@ -113,6 +124,20 @@ pub struct Flags {
     )]
     pub prometheus_api_address: String,
 
+    /// YAML file with `metric_renames`, `static_metadata` and `aggregated_counters`.
+    #[arg(long = "config-file", value_name = "FILE", default_value = "")]
+    pub config_file: String,
+
+    /// PromQL series selector, such as `metric{a="b"}` or `{__name__=~"x.+",job="k"}`; only
+    /// matching series are exported. Repeatable: a series matching any of them is exported.
+    #[arg(long = "include", value_name = "SELECTOR", action = ArgAction::Append)]
+    pub include: Vec<String>,
+
+    /// Deprecated: use --include. One label matcher such as `job="k"`; all occurrences are
+    /// joined into one selector, so a series must match every one of them.
+    #[arg(long = "filter", value_name = "MATCHER", action = ArgAction::Append)]
+    pub filter: Vec<String>,
+
     /// Only log messages at or above this level.
     #[arg(long = "log.level", value_name = "LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
@@ -120,6 +145,37 @@ pub struct Flags {
     /// Output format of log messages (written to standard error).
     #[arg(long = "log.format", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Logfmt)]
     pub log_format: LogFormat,
+
+    /// Address of the HTTP server for /metrics, /statusz, /-/healthy and /-/ready.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDRESS",
+        default_value = "0.0.0.0:9091"
+    )]
+    pub web_listen_address: String,
+
+    /// Serve the /statusz diagnostics page.
+    #[arg(
+        long = "web.enable-statusz",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value = "true",
+        default_missing_value = "true",
+        require_equals = true,
+        action = ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+        overrides_with = "no_enable_statusz"
+    )]
+    pub enable_statusz: bool,
+
+    /// Turns --web.enable-statusz off.
+    #[arg(
+        long = "no-web.enable-statusz",
+        hide = true,
+        action = ArgAction::SetTrue,
+        overrides_with = "enable_statusz"
+    )]
+    pub no_enable_statusz: bool,
 }
 
 /// `--log.level` values.
@@ -148,5 +204,10 @@ impl Flags {
     /// The effective value of `--stackdriver.use-gke-resource` after `--no-…` overrides.
     pub fn use_gke_resource(&self) -> bool {
         self.use_gke_resource && !self.no_use_gke_resource
+    }
+
+    /// The effective value of `--web.enable-statusz` after `--no-…` overrides.
+    pub fn enable_statusz(&self) -> bool {
+        self.enable_statusz && !self.no_enable_statusz
     }
 }

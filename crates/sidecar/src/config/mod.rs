@@ -4,6 +4,7 @@
 //! every problem is reported as a [`ConfigError`] naming the flag, so `main` can exit with status 2.
 //! It must never start anything or touch the network.
 
+pub mod file;
 pub mod flags;
 
 use std::fmt;
@@ -12,6 +13,9 @@ use std::path::PathBuf;
 use prometheus_wal::{Label, Labels};
 use url::Url;
 
+use crate::retrieval::filter::SeriesFilter;
+
+pub use file::FileConfig;
 pub use flags::{Flags, LogFormat, LogLevel};
 
 /// Default prefix of metric types when `--stackdriver.metrics-prefix` is empty.
@@ -62,6 +66,17 @@ pub struct ApiAddress {
     pub auth: bool,
 }
 
+/// Where a first start begins reading samples (`--prometheus.wal-start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalStart {
+    /// Everything the WAL holds.
+    Oldest,
+    /// Samples from the start of the process on.
+    Now,
+    /// Samples at most this old.
+    MaxAge(std::time::Duration),
+}
+
 /// The sidecar's whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -73,6 +88,8 @@ pub struct Config {
     pub prometheus_url: Url,
     /// WAL directory.
     pub wal_directory: PathBuf,
+    /// Start position of a first start.
+    pub wal_start: WalStart,
     /// Prefix of metric types, without a trailing slash added.
     pub metrics_prefix: String,
     /// Use the legacy gke_container resource.
@@ -83,6 +100,18 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Log format.
     pub log_format: LogFormat,
+    /// `host:port` of the HTTP server (`:port` was expanded to `0.0.0.0:port`).
+    pub web_listen_address: String,
+    /// Serve `/statusz`.
+    pub enable_statusz: bool,
+    /// Which series are exported (`--include`, `--filter`).
+    pub series_filter: SeriesFilter,
+    /// The deprecated `--filter` was given: a warning is logged once logging is set up.
+    pub deprecated_filter_used: bool,
+    /// `--config-file`, if given.
+    pub config_file: Option<PathBuf>,
+    /// The configuration file's settings (empty without one).
+    pub file: FileConfig,
 }
 
 impl Config {
@@ -137,17 +166,76 @@ impl Config {
         })
         .collect();
         static_labels.sort();
+        let series_filter =
+            SeriesFilter::from_flags(&flags.include, &flags.filter).map_err(|e| ConfigError {
+                flag: e.flag,
+                message: e.message,
+            })?;
+        let config_file =
+            (!flags.config_file.is_empty()).then(|| PathBuf::from(&flags.config_file));
+        let file = match &config_file {
+            Some(path) => file::load(path).map_err(|e| ConfigError {
+                flag: "--config-file",
+                message: format!("{}: {e}", path.display()),
+            })?,
+            None => FileConfig::default(),
+        };
         Ok(Config {
             project_id,
             api,
             prometheus_url,
             wal_directory: PathBuf::from(&flags.wal_directory),
+            wal_start: parse_wal_start(&flags.wal_start)?,
             metrics_prefix,
             use_gke_resource: flags.use_gke_resource(),
             static_labels,
             log_level: flags.log_level,
             log_format: flags.log_format,
+            web_listen_address: parse_listen_address(&flags.web_listen_address)?,
+            enable_statusz: flags.enable_statusz(),
+            series_filter,
+            deprecated_filter_used: !flags.filter.is_empty(),
+            config_file,
+            file,
         })
+    }
+}
+
+/// Accepts what Go's `net.Listen` does for TCP: `host:port`, `[v6]:port` and `:port` (every
+/// interface). The host is resolved when the server binds, not here.
+fn parse_listen_address(raw: &str) -> Result<String, ConfigError> {
+    const FLAG: &str = "--web.listen-address";
+    let invalid = |why: &str| ConfigError {
+        flag: FLAG,
+        message: format!("{raw:?} {why}; expected host:port, such as 0.0.0.0:9091"),
+    };
+    let (host, port) = raw.rsplit_once(':').ok_or_else(|| invalid("has no port"))?;
+    port.parse::<u16>()
+        .map_err(|_| invalid("has an invalid port"))?;
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    if let Some(v6) = bare {
+        v6.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| invalid("has an invalid IPv6 address"))?;
+    } else if host.contains(':') || host.contains('/') || host.chars().any(char::is_whitespace) {
+        return Err(invalid("has an invalid host"));
+    }
+    Ok(if host.is_empty() {
+        format!("0.0.0.0:{port}")
+    } else {
+        raw.to_string()
+    })
+}
+
+fn parse_wal_start(raw: &str) -> Result<WalStart, ConfigError> {
+    match raw {
+        "oldest" => Ok(WalStart::Oldest),
+        "now" => Ok(WalStart::Now),
+        age => humantime::parse_duration(age)
+            .map(WalStart::MaxAge)
+            .map_err(|e| ConfigError {
+                flag: "--prometheus.wal-start",
+                message: format!("{raw:?} is not oldest, now or an age such as 2h: {e}"),
+            }),
     }
 }
 
@@ -328,6 +416,92 @@ mod tests {
             "--stackdriver.use-gke-resource",
             "--no-stackdriver.use-gke-resource"
         ]));
+    }
+
+    #[test]
+    fn web_flags_default_to_the_original_and_accept_go_listen_forms() {
+        let c = parse(&["--stackdriver.project-id=p"]).unwrap();
+        assert_eq!(c.web_listen_address, "0.0.0.0:9091");
+        assert!(c.enable_statusz);
+        let c = parse(&[
+            "--stackdriver.project-id=p",
+            "--web.listen-address=:9999",
+            "--no-web.enable-statusz",
+        ])
+        .unwrap();
+        assert_eq!(c.web_listen_address, "0.0.0.0:9999");
+        assert!(!c.enable_statusz);
+        for ok in ["127.0.0.1:1", "[::1]:9091", "localhost:9091"] {
+            let arg = format!("--web.listen-address={ok}");
+            let c = parse(&["--stackdriver.project-id=p", &arg]).unwrap();
+            assert_eq!(c.web_listen_address, ok);
+        }
+        for bad in ["9091", "127.0.0.1:99999", "::1:9091", "[zz]:1", "a b:1"] {
+            let arg = format!("--web.listen-address={bad}");
+            let err = parse(&["--stackdriver.project-id=p", &arg]).unwrap_err();
+            assert!(err.contains("--web.listen-address"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn wal_start_accepts_oldest_now_and_an_age() {
+        let start = |v: &str| parse(&["--stackdriver.project-id=p", v]).map(|c| c.wal_start);
+        assert_eq!(
+            parse(&["--stackdriver.project-id=p"]).unwrap().wal_start,
+            WalStart::Oldest
+        );
+        assert_eq!(start("--prometheus.wal-start=now").unwrap(), WalStart::Now);
+        assert_eq!(
+            start("--prometheus.wal-start=90m").unwrap(),
+            WalStart::MaxAge(std::time::Duration::from_secs(5400))
+        );
+        let err = start("--prometheus.wal-start=yesterday").unwrap_err();
+        assert!(err.contains("--prometheus.wal-start"), "{err}");
+    }
+
+    #[test]
+    fn include_and_filter_flags_build_the_series_filter() {
+        let c = parse(&["--stackdriver.project-id=p"]).unwrap();
+        assert!(c.series_filter.is_empty());
+        assert!(!c.deprecated_filter_used);
+        let c = parse(&[
+            "--stackdriver.project-id=p",
+            "--include=up",
+            r#"--include={job="node"}"#,
+            r#"--filter=job="prom""#,
+            r#"--filter=__name__="x""#,
+        ])
+        .unwrap();
+        assert_eq!(c.series_filter.selectors().len(), 3);
+        assert!(c.deprecated_filter_used);
+    }
+
+    #[test]
+    fn selector_errors_name_their_flag() {
+        let err = parse(&["--stackdriver.project-id=p", "--include={a-b=\"c\"}"]).unwrap_err();
+        assert!(err.contains("--include"), "{err}");
+        let err = parse(&["--stackdriver.project-id=p", "--filter=job!==\"x\""]).unwrap_err();
+        assert!(err.contains("--filter"), "{err}");
+        let err = parse(&["--stackdriver.project-id=p", "--include="]).unwrap_err();
+        assert!(err.contains("--include"), "{err}");
+    }
+
+    #[test]
+    fn config_file_errors_name_the_flag_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sidecar.yml");
+        std::fs::write(&path, "static_metadata:\n  - metric: a\n    type: nope\n").unwrap();
+        let arg = format!("--config-file={}", path.display());
+        let err = parse(&["--stackdriver.project-id=p", &arg]).unwrap_err();
+        assert!(err.contains("--config-file"), "{err}");
+        assert!(err.contains("sidecar.yml: line 3:"), "{err}");
+        let missing = format!("--config-file={}", dir.path().join("missing.yml").display());
+        let err = parse(&["--stackdriver.project-id=p", &missing]).unwrap_err();
+        assert!(err.contains("reading file"), "{err}");
+        std::fs::write(&path, "metric_renames:\n  - from: a\n    to: b\n").unwrap();
+        let c = parse(&["--stackdriver.project-id=p", &arg]).unwrap();
+        assert_eq!(c.file.metric_renames["a"], "b");
+        assert_eq!(c.config_file.as_deref(), Some(path.as_path()));
     }
 
     #[test]

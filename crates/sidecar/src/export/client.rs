@@ -26,6 +26,8 @@ pub struct SendError {
     pub retryable: bool,
     /// Points the server reported as written despite the error (partial success).
     pub succeeded_points: Option<u64>,
+    /// Points the server reported as refused, by gRPC code (empty without a summary).
+    pub failed_points: Vec<(i32, u64)>,
 }
 
 impl std::fmt::Display for SendError {
@@ -41,7 +43,28 @@ impl SendError {
             code: status.code(),
             message: status.message().to_string(),
             retryable: is_retryable(status.code()),
-            succeeded_points: summary.map(|s| s.success_point_count as u64),
+            succeeded_points: summary.as_ref().map(|s| s.success_point_count as u64),
+            failed_points: summary
+                .iter()
+                .flat_map(|s| &s.errors)
+                .map(|e| {
+                    let code = e.status.as_ref().map_or(Code::Unknown as i32, |s| s.code);
+                    (code, e.point_count as u64)
+                })
+                .collect(),
+        }
+    }
+
+    /// How the `points` of the failed request count by gRPC status, for the original's
+    /// `point_count{status}`: the server's summary when it sent one (0 for the points it
+    /// wrote), otherwise all of them under the request's code.
+    pub fn point_statuses(&self, points: u64) -> Vec<(i32, u64)> {
+        match self.succeeded_points {
+            Some(ok) => std::iter::once((Code::Ok as i32, ok))
+                .chain(self.failed_points.iter().copied())
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            None => vec![(self.code as i32, points)],
         }
     }
 }
@@ -106,6 +129,7 @@ impl TimeSeriesSink for GrpcSink {
             message: format!("connecting: {e}"),
             retryable: true,
             succeeded_points: None,
+            failed_points: Vec::new(),
         })?;
         let mut req = tonic::Request::new(request);
         req.set_timeout(self.timeout);
@@ -154,5 +178,37 @@ impl Decoder for RawCodec {
         let n = src.remaining();
         src.advance(n);
         Ok(Some(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gcm_api::monitoring::CreateTimeSeriesSummary;
+    use gcm_api::monitoring::create_time_series_summary::Error as SummaryError;
+
+    #[test]
+    fn point_statuses_follow_the_summary_when_there_is_one() {
+        let summary = CreateTimeSeriesSummary {
+            total_point_count: 10,
+            success_point_count: 6,
+            errors: vec![SummaryError {
+                status: Some(gcm_api::rpc::Status {
+                    code: Code::InvalidArgument as i32,
+                    message: String::new(),
+                    details: vec![],
+                }),
+                point_count: 4,
+            }],
+        };
+        let status = gcm_api::status_with_summary(Code::InvalidArgument, "bad", &summary);
+        let err = SendError::from_status(&status);
+        assert_eq!(err.point_statuses(10), vec![(0, 6), (3, 4)]);
+    }
+
+    #[test]
+    fn point_statuses_without_a_summary_count_every_point_under_the_call_code() {
+        let err = SendError::from_status(&Status::unavailable("down"));
+        assert_eq!(err.point_statuses(7), vec![(14, 7)]);
     }
 }

@@ -8,8 +8,10 @@
 
 use std::sync::Arc;
 
+use gcm_api::api::distribution::BucketOptions;
+use gcm_api::api::distribution::bucket_options::{Explicit, Options};
 use gcm_api::api::metric_descriptor::{MetricKind, ValueType};
-use gcm_api::api::{Metric, MonitoredResource};
+use gcm_api::api::{Distribution as DistributionProto, Metric, MonitoredResource};
 use gcm_api::monitoring::{Point as PointProto, TimeInterval, TimeSeries, TypedValue, typed_value};
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
@@ -32,6 +34,8 @@ pub enum PointKind {
     CumulativeDouble,
     /// A CUMULATIVE with INT64 values.
     CumulativeInt64,
+    /// A CUMULATIVE with DISTRIBUTION values (Prometheus histograms).
+    CumulativeDistribution,
 }
 
 impl PointKind {
@@ -39,7 +43,9 @@ impl PointKind {
     pub fn metric_kind(self) -> MetricKind {
         match self {
             PointKind::GaugeDouble | PointKind::GaugeInt64 => MetricKind::Gauge,
-            PointKind::CumulativeDouble | PointKind::CumulativeInt64 => MetricKind::Cumulative,
+            PointKind::CumulativeDouble
+            | PointKind::CumulativeInt64
+            | PointKind::CumulativeDistribution => MetricKind::Cumulative,
         }
     }
 
@@ -48,6 +54,7 @@ impl PointKind {
         match self {
             PointKind::GaugeDouble | PointKind::CumulativeDouble => ValueType::Double,
             PointKind::GaugeInt64 | PointKind::CumulativeInt64 => ValueType::Int64,
+            PointKind::CumulativeDistribution => ValueType::Distribution,
         }
     }
 }
@@ -128,17 +135,35 @@ fn series_hash(
     h.digest()
 }
 
+/// A DISTRIBUTION value with explicit bucket bounds, as a Prometheus histogram becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Distribution {
+    /// Number of observations.
+    pub count: i64,
+    /// Mean of the observations (0 when `count` is 0).
+    pub mean: f64,
+    /// Sum of squared deviations from the mean, estimated from bucket midpoints.
+    pub sum_of_squared_deviation: f64,
+    /// Finite bucket bounds, strictly increasing; bucket `i` is `[bounds[i-1], bounds[i])`,
+    /// with an underflow bucket before the first bound and an overflow bucket after the last.
+    pub bounds: Vec<f64>,
+    /// Observations per bucket: at most `bounds.len() + 1` entries, summing to `count`.
+    pub bucket_counts: Vec<i64>,
+}
+
 /// A point's value.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PointValue {
     /// DOUBLE.
     Double(f64),
     /// INT64.
     Int64(i64),
+    /// DISTRIBUTION, boxed so that plain values stay small and allocation-free.
+    Distribution(Box<Distribution>),
 }
 
 /// One point of a series: its interval in milliseconds since the epoch, and its value.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     /// Start of the interval (cumulative points only).
     pub start_ms: Option<i64>,
@@ -156,7 +181,7 @@ fn timestamp(ms: i64) -> prost_types::Timestamp {
 }
 
 impl Point {
-    fn to_proto(self) -> PointProto {
+    fn into_proto(self) -> PointProto {
         PointProto {
             interval: Some(TimeInterval {
                 end_time: Some(timestamp(self.end_ms)),
@@ -166,8 +191,28 @@ impl Point {
                 value: Some(match self.value {
                     PointValue::Double(v) => typed_value::Value::DoubleValue(v),
                     PointValue::Int64(v) => typed_value::Value::Int64Value(v),
+                    PointValue::Distribution(d) => {
+                        typed_value::Value::DistributionValue(d.into_proto())
+                    }
                 }),
             }),
+        }
+    }
+}
+
+impl Distribution {
+    fn into_proto(self) -> DistributionProto {
+        DistributionProto {
+            count: self.count,
+            mean: self.mean,
+            sum_of_squared_deviation: self.sum_of_squared_deviation,
+            bucket_options: Some(BucketOptions {
+                options: Some(Options::ExplicitBuckets(Explicit {
+                    bounds: self.bounds,
+                })),
+            }),
+            bucket_counts: self.bucket_counts,
+            ..Default::default()
         }
     }
 }
@@ -191,7 +236,7 @@ impl RequestBuilder {
 
     /// Appends one time series with exactly one point.
     pub fn push(&mut self, series: &SeriesPrototype, point: Point) {
-        let point = point.to_proto();
+        let point = point.into_proto();
         let point_len = point.encoded_len();
         let point_field_len = prost::encoding::key_len(TIME_SERIES_POINTS_TAG)
             + encoded_len_varint(point_len as u64)
@@ -319,6 +364,45 @@ mod tests {
         let req = CreateTimeSeriesRequest::decode(b.bytes()).unwrap();
         assert_eq!(req.name, "projects/q");
         assert!(req.time_series.is_empty());
+    }
+
+    #[test]
+    fn distribution_points_decode_with_explicit_buckets() {
+        let h = proto(PointKind::CumulativeDistribution);
+        let mut b = RequestBuilder::default();
+        b.start("projects/p");
+        b.push(
+            &h,
+            Point {
+                start_ms: Some(1_000),
+                end_ms: 2_000,
+                value: PointValue::Distribution(Box::new(Distribution {
+                    count: 3,
+                    mean: 0.5,
+                    sum_of_squared_deviation: 0.25,
+                    bounds: vec![0.1, 1.0],
+                    bucket_counts: vec![1, 2, 0],
+                })),
+            },
+        );
+        let req = CreateTimeSeriesRequest::decode(b.bytes()).unwrap();
+        let ts = &req.time_series[0];
+        assert_eq!(ts.metric_kind, MetricKind::Cumulative as i32);
+        assert_eq!(ts.value_type, ValueType::Distribution as i32);
+        let Some(typed_value::Value::DistributionValue(d)) =
+            ts.points[0].value.as_ref().unwrap().value.as_ref()
+        else {
+            panic!("not a distribution: {:?}", ts.points[0]);
+        };
+        assert_eq!(
+            (d.count, d.mean, d.sum_of_squared_deviation),
+            (3, 0.5, 0.25)
+        );
+        assert_eq!(d.bucket_counts, [1, 2, 0]);
+        let Some(Options::ExplicitBuckets(e)) = &d.bucket_options.as_ref().unwrap().options else {
+            panic!("not explicit buckets: {d:?}");
+        };
+        assert_eq!(e.bounds, [0.1, 1.0]);
     }
 
     #[test]

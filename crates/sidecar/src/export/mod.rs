@@ -8,5 +8,9 @@ pub mod encode;
 pub mod shard;
 
 pub use client::{GrpcSink, SendError, TimeSeriesSink};
-pub use encode::{Point, PointKind, PointValue, RequestBuilder, SeriesPrototype, SharedPrototype};
-pub use shard::{ExportClosed, ExportConfig, ExportHandle, Exporter, QueuedPoint, RetryPolicy};
+pub use encode::{
+    Distribution, Point, PointKind, PointValue, RequestBuilder, SeriesPrototype, SharedPrototype,
+};
+pub use shard::{
+    Delivery, ExportClosed, ExportConfig, ExportHandle, Exporter, QueuedPoint, RetryPolicy,
+};

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::client::{SendError, TimeSeriesSink};
 use super::encode::{Point, RequestBuilder, SharedPrototype};
+use crate::progress::{DeliveryTracker, Mark, SavedBaseline, SeriesAck};
 use crate::stats::Stats;
 
 /// One point waiting to be sent, with the WAL position it was read at.
@@ -32,6 +33,19 @@ pub struct QueuedPoint {
     pub point: Point,
     /// Where in the WAL the sample was read.
     pub position: WalPosition,
+    /// Delivery tracking of points read from the WAL (`None` for points made by the sidecar).
+    pub delivery: Option<Delivery>,
+}
+
+/// What to record once a tracked point's request has completed.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The series' delivery state.
+    pub ack: Arc<SeriesAck>,
+    /// The counter baseline the point was measured from (cumulative series).
+    pub baseline: Option<SavedBaseline>,
+    /// Index of the sample in its WAL record (with the position, the point's identity).
+    pub index: u64,
 }
 
 /// How long a failing request is retried before its points are given up.
@@ -99,22 +113,35 @@ pub struct ExportHandle {
 pub struct ExportClosed;
 
 impl ExportHandle {
-    /// Queues a point on its series' shard, blocking while that shard's queue is full.
-    /// Must not be called from an async task.
-    pub fn push_blocking(&self, item: QueuedPoint) -> Result<(), ExportClosed> {
-        let shard = (item.series.hash % self.senders.len() as u64) as usize;
+    /// Queues a point on its series' shard, blocking while that shard's queue is full, and
+    /// returns the shard's index. Must not be called from an async task.
+    pub fn push_blocking(&self, item: QueuedPoint) -> Result<usize, ExportClosed> {
+        let shard = self.shard_for(item.series.hash);
         self.senders[shard]
             .blocking_send(item)
-            .map_err(|_| ExportClosed)
+            .map_err(|_| ExportClosed)?;
+        Ok(shard)
+    }
+
+    /// The shard a series (by hash) is sent by.
+    pub fn shard_for(&self, hash: u64) -> usize {
+        (hash % self.senders.len() as u64) as usize
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.senders.len()
     }
 }
 
 impl Exporter {
-    /// Starts `config.shards` shard tasks on the current tokio runtime.
+    /// Starts `config.shards` shard tasks on the current tokio runtime. Completed tracked points
+    /// are reported to `tracker`, which must track `config.shards` shards.
     pub fn start<S: TimeSeriesSink>(
         sink: Arc<S>,
         config: ExportConfig,
         stats: Arc<Stats>,
+        tracker: Option<Arc<DeliveryTracker>>,
     ) -> Exporter {
         let mut senders = Vec::with_capacity(config.shards);
         let mut tasks = Vec::with_capacity(config.shards);
@@ -130,6 +157,9 @@ impl Exporter {
                 builder: RequestBuilder::default(),
                 in_batch: AHashSet::with_capacity(config.max_batch * 2),
                 batch_deadline: None,
+                tracker: tracker.clone(),
+                deliveries: Vec::with_capacity(config.max_batch),
+                last_mark: None,
             };
             tasks.push(tokio::spawn(shard.run()));
         }
@@ -162,6 +192,11 @@ struct Shard<S> {
     builder: RequestBuilder,
     in_batch: AHashSet<u64>,
     batch_deadline: Option<Instant>,
+    tracker: Option<Arc<DeliveryTracker>>,
+    /// Tracked points of the current batch: (series state, end time, baseline).
+    deliveries: Vec<(Arc<SeriesAck>, i64, Option<SavedBaseline>)>,
+    /// Identity of the last tracked point of the current batch.
+    last_mark: Option<Mark>,
 }
 
 impl<S: TimeSeriesSink> Shard<S> {
@@ -191,7 +226,15 @@ impl<S: TimeSeriesSink> Shard<S> {
             self.batch_deadline = Some(Instant::now() + self.config.batch_deadline);
         }
         self.in_batch.insert(item.series.hash);
+        let end_ms = item.point.end_ms;
         self.builder.push(&item.series, item.point);
+        if let Some(d) = item.delivery {
+            self.deliveries.push((d.ack, end_ms, d.baseline));
+            self.last_mark = Some(Mark {
+                position: item.position,
+                index: d.index,
+            });
+        }
         if self.builder.len() >= self.config.max_batch {
             self.flush().await;
         }
@@ -207,6 +250,19 @@ impl<S: TimeSeriesSink> Shard<S> {
         self.builder.start(&self.config.project_name);
         self.in_batch.clear();
         self.send_with_retries(request, points).await;
+        self.record_deliveries();
+    }
+
+    /// The batch is done with (accepted, or dropped for good): record each tracked point's series
+    /// state, then let the watermark pass them.
+    fn record_deliveries(&mut self) {
+        let n = self.deliveries.len() as u64;
+        for (ack, t, baseline) in self.deliveries.drain(..) {
+            ack.delivered(t, baseline);
+        }
+        if let Some(tracker) = &self.tracker {
+            tracker.points_completed(self.index, n, self.last_mark.take());
+        }
     }
 
     async fn send_with_retries(&mut self, request: Bytes, points: u64) {
@@ -216,6 +272,14 @@ impl<S: TimeSeriesSink> Shard<S> {
             let attempt = Instant::now();
             let result = self.sink.create_time_series(request.clone()).await;
             self.stats.observe_send(attempt.elapsed());
+            match &result {
+                Ok(()) => self.stats.point_status(0, points),
+                Err(err) => {
+                    for (code, n) in err.point_statuses(points) {
+                        self.stats.point_status(code, n);
+                    }
+                }
+            }
             match result {
                 Ok(()) => {
                     self.stats.points_sent(points);

@@ -2,13 +2,16 @@
 //!
 //! Owns the counter baseline and reset rules (the first sample of a cumulative series is its
 //! baseline and is not sent; a value going down starts a new interval 1 ms before it) and the
-//! per-series ordering guard (the API accepts only points moving forward in time). It must never
+//! per-series ordering guard (the API accepts only points moving forward in time), for plain
+//! samples and for histogram runs (whose baselines live in [`HistogramBaselines`]). It must never
 //! look series up or queue anything.
 
 use ahash::AHashMap;
 
+use super::histogram::{HistogramBaselines, HistogramRun, HistogramSkip};
 use super::resolve::{Conversion, ResolvedSeries};
 use crate::export::{Point, PointKind, PointValue};
+use crate::stats::HistogramDrop;
 
 /// Baseline of a cumulative series.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -50,6 +53,27 @@ impl CounterState {
             }
         }
     }
+
+    /// The baseline as saved in the progress file (`None` before the first sample).
+    pub fn saved(&self) -> Option<crate::progress::SavedBaseline> {
+        self.baseline.map(|b| crate::progress::SavedBaseline {
+            reset_ts: b.reset_ts,
+            reset_value: b.reset_value,
+            previous: b.previous,
+        })
+    }
+
+    /// A counter going on from a baseline saved by a previous run, so a restart neither changes
+    /// its start time nor swallows a sample as a new baseline.
+    pub fn restored(saved: crate::progress::SavedBaseline) -> CounterState {
+        CounterState {
+            baseline: Some(Baseline {
+                reset_ts: saved.reset_ts,
+                reset_value: saved.reset_value,
+                previous: saved.previous,
+            }),
+        }
+    }
 }
 
 /// Why a sample produced no point.
@@ -59,6 +83,10 @@ pub enum Skipped {
     Baseline,
     /// Not after the series' previous point (duplicate or out of order).
     OutOfOrder,
+    /// A histogram part: converted with its run by [`Converter::convert_histogram`].
+    HistogramPart,
+    /// A histogram run Cloud Monitoring would refuse.
+    InvalidHistogram(HistogramDrop),
 }
 
 /// Converts samples, remembering each Cloud Monitoring series' last interval.
@@ -68,6 +96,8 @@ pub struct Converter {
     /// Prometheus series can map to one Cloud Monitoring series; the later one's points are then
     /// refused rather than sent out of order.
     intervals: AHashMap<u64, (i64, i64)>,
+    /// Baselines of histograms.
+    histograms: HistogramBaselines,
 }
 
 impl Converter {
@@ -85,19 +115,9 @@ impl Converter {
                 let (start, value) = counter.adjust(t, v).ok_or(Skipped::Baseline)?;
                 (Some(start), value)
             }
+            Conversion::Histogram(_) => return Err(Skipped::HistogramPart),
         };
-        let interval = (start.unwrap_or(0), t);
-        match self.intervals.get_mut(&series.prototype.hash) {
-            Some(prev) => {
-                if !accepts(*prev, interval) {
-                    return Err(Skipped::OutOfOrder);
-                }
-                *prev = interval;
-            }
-            None => {
-                self.intervals.insert(series.prototype.hash, interval);
-            }
-        }
+        self.check_order(series.prototype.hash, (start.unwrap_or(0), t))?;
         let value = match series.prototype.kind {
             PointKind::GaugeDouble | PointKind::CumulativeDouble => PointValue::Double(value),
             PointKind::GaugeInt64 | PointKind::CumulativeInt64 if series.truncate => {
@@ -106,12 +126,45 @@ impl Converter {
             PointKind::GaugeInt64 | PointKind::CumulativeInt64 => {
                 PointValue::Int64(value.round() as i64)
             }
+            PointKind::CumulativeDistribution => return Err(Skipped::HistogramPart),
         };
         Ok(Point {
             start_ms: start,
             end_ms: t,
             value,
         })
+    }
+
+    /// The distribution point of a finished histogram run.
+    pub fn convert_histogram(&mut self, run: HistogramRun) -> Result<Point, Skipped> {
+        let (hash, t) = (run.prototype.hash, run.t);
+        let (start, distribution) = self.histograms.convert(run).map_err(|e| match e {
+            HistogramSkip::Baseline => Skipped::Baseline,
+            HistogramSkip::Invalid(reason) => Skipped::InvalidHistogram(reason),
+        })?;
+        self.check_order(hash, (start, t))?;
+        Ok(Point {
+            start_ms: Some(start),
+            end_ms: t,
+            value: PointValue::Distribution(Box::new(distribution)),
+        })
+    }
+
+    /// The ordering guard: records `interval` as the series' last one when it may follow the
+    /// previous one.
+    fn check_order(&mut self, hash: u64, interval: (i64, i64)) -> Result<(), Skipped> {
+        match self.intervals.get_mut(&hash) {
+            Some(prev) => {
+                if !accepts(*prev, interval) {
+                    return Err(Skipped::OutOfOrder);
+                }
+                *prev = interval;
+            }
+            None => {
+                self.intervals.insert(hash, interval);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -208,6 +261,39 @@ mod tests {
         assert_eq!(
             c.convert(&truncated, &mut state, 2, 2.9).unwrap().value,
             PointValue::Int64(2)
+        );
+    }
+
+    #[test]
+    fn histogram_points_pass_the_ordering_guard_too() {
+        use crate::retrieval::histogram::HistogramRun;
+        let s = series(PointKind::CumulativeDistribution, Conversion::Gauge, false);
+        let run = |t, n: f64| HistogramRun {
+            prototype: s.prototype.clone(),
+            t,
+            count: Some(n),
+            sum: Some(n),
+            buckets: vec![(1.0, n), (f64::INFINITY, n)],
+        };
+        let mut c = Converter::default();
+        assert_eq!(c.convert_histogram(run(1000, 1.0)), Err(Skipped::Baseline));
+        let p = c.convert_histogram(run(2000, 3.0)).unwrap();
+        assert_eq!((p.start_ms, p.end_ms), (Some(1000), 2000));
+        let PointValue::Distribution(d) = &p.value else {
+            panic!("{p:?}");
+        };
+        assert_eq!((d.count, &d.bucket_counts[..]), (2, &[2, 0][..]));
+        // The same scrape again (two targets collapsing into one series) is refused.
+        assert_eq!(
+            c.convert_histogram(run(2000, 3.0)),
+            Err(Skipped::OutOfOrder)
+        );
+        assert_eq!(
+            c.convert_histogram(HistogramRun {
+                count: None,
+                ..run(3000, 4.0)
+            }),
+            Err(Skipped::InvalidHistogram(HistogramDrop::MissingCount))
         );
     }
 

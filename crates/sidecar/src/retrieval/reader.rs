@@ -16,10 +16,15 @@ use prometheus_wal::record::{
 use prometheus_wal::{Follower, RecordSource, WalError, WalPosition};
 use tokio::runtime::Handle;
 
+use super::aggregator::{CounterAggregator, ExportSchedule};
 use super::convert::{Converter, CounterState, Skipped};
-use super::resolve::{Resolution, Resolver, SeriesSources};
+use super::filter::SeriesFilter;
+use super::gc::SeriesGc;
+use super::histogram::{HistogramRun, RunCollector};
+use super::resolve::{Conversion, Resolution, Resolver, SeriesSources};
 use super::series::{SeriesCache, SeriesEntry, SeriesState};
-use crate::export::{ExportHandle, QueuedPoint};
+use crate::export::{Delivery, ExportHandle, QueuedPoint};
+use crate::progress::{DeliveryTracker, Mark, Resume};
 use crate::stats::{DropReason, Stats};
 
 /// How many example series are logged per drop reason.
@@ -35,6 +40,29 @@ pub struct Reader<S> {
     runtime: Handle,
     series_buf: Vec<RefSeries>,
     samples_buf: Vec<RefSample>,
+    delivery: DeliveryState,
+    /// Histogram samples gathered until their run ends.
+    runs: RunCollector,
+    /// Aggregated counters, if configured, and when their points are next due.
+    aggregates: Option<(Arc<CounterAggregator>, ExportSchedule)>,
+}
+
+/// Where delivery stands: what a previous run delivered, and what this run has queued.
+pub struct ReaderProgress {
+    /// Tracks deliveries of this run.
+    pub tracker: Arc<DeliveryTracker>,
+    /// What a previous run delivered.
+    pub resume: Resume,
+    /// On a first start, samples older than this (ms since the epoch) are not sent.
+    pub start_after_ms: Option<i64>,
+}
+
+struct DeliveryState {
+    progress: ReaderProgress,
+    /// Tracked points pushed to each shard so far.
+    pushed: Vec<u64>,
+    /// Sample records skipped because a previous run delivered them.
+    skipped_records: u64,
 }
 
 /// Why the reader stopped.
@@ -53,8 +81,15 @@ impl<S: SeriesSources> Reader<S> {
         export: ExportHandle,
         stats: Arc<Stats>,
         runtime: Handle,
+        progress: ReaderProgress,
     ) -> Reader<S> {
+        let shards = export.shards();
         Reader {
+            delivery: DeliveryState {
+                progress,
+                pushed: vec![0; shards],
+                skipped_records: 0,
+            },
             cache: SeriesCache::default(),
             resolver,
             converter: Converter::default(),
@@ -63,16 +98,35 @@ impl<S: SeriesSources> Reader<S> {
             runtime,
             series_buf: Vec::new(),
             samples_buf: Vec::new(),
+            runs: RunCollector::default(),
+            aggregates: None,
         }
+    }
+
+    /// Exports only the series `filter` selects (`--include`, `--filter`).
+    pub fn with_filter(mut self, filter: SeriesFilter) -> Reader<S> {
+        self.cache.set_filter(filter);
+        self
+    }
+
+    /// Feeds the aggregated counters from the series they select and sends their points.
+    pub fn with_aggregator(mut self, aggregator: Arc<CounterAggregator>) -> Reader<S> {
+        if !aggregator.is_empty() {
+            self.cache.set_aggregator(aggregator.clone());
+            self.aggregates = Some((aggregator, ExportSchedule::default()));
+        }
+        self
     }
 
     /// Follows the WAL until stopped. Errors are those the follower cannot recover from.
     pub fn run(mut self, follower: &mut Follower) -> Result<ReaderExit, WalError> {
+        let mut gc = SeriesGc::new(follower.dir().to_path_buf());
         while let Some(record) = follower.next_record()? {
             let segment = match record.source {
                 RecordSource::Checkpoint(i) | RecordSource::Segment(i) => i,
             };
             let position = record.position;
+            self.stats.wal_record_read(position);
             match record_type(record.data) {
                 RecordType::Series => {
                     if let Err(e) = decode_series(record.data, &mut self.series_buf) {
@@ -83,7 +137,19 @@ impl<S: SeriesSources> Reader<S> {
                         self.cache.insert(s.series_ref, s.labels, segment);
                     }
                 }
+                RecordType::Samples if position <= self.delivery.progress.resume.position => {
+                    // Delivered by a previous run; its series records above are still read.
+                    self.delivery.skipped_records += 1;
+                }
                 RecordType::Samples => {
+                    if self.delivery.skipped_records > 0 {
+                        tracing::info!(
+                            skipped_records = self.delivery.skipped_records,
+                            resume_position = %self.delivery.progress.resume.position,
+                            "resuming after what was delivered before the restart"
+                        );
+                        self.delivery.skipped_records = 0;
+                    }
                     if let Err(e) = decode_samples(record.data, &mut self.samples_buf) {
                         self.undecodable(&e, position);
                         continue;
@@ -98,6 +164,15 @@ impl<S: SeriesSources> Reader<S> {
                 // Other record types are not converted yet; the WAL library decodes them.
                 _ => {}
             }
+            self.delivery
+                .progress
+                .tracker
+                .record_queued(position, &self.delivery.pushed);
+            gc.maybe_collect(
+                &mut self.cache,
+                &self.delivery.progress.tracker,
+                Instant::now(),
+            );
         }
         Ok(ReaderExit::Stopped)
     }
@@ -118,47 +193,223 @@ impl<S: SeriesSources> Reader<S> {
         self.stats
             .samples_processed
             .fetch_add(samples.len() as u64, Relaxed);
+        if let Some(newest) = samples.iter().map(|s| s.t).max() {
+            self.stats.samples_read_until(newest);
+        }
         let mut now = Instant::now();
-        for sample in samples {
+        let mut newest = None;
+        for (index, sample) in samples.iter().enumerate() {
             if sample.v.is_nan() {
                 // Stale markers and NaN values have no Cloud Monitoring representation.
                 self.stats.samples_nan.fetch_add(1, Relaxed);
                 continue;
             }
+            newest = newest.max(Some(sample.t));
             let Some(entry) = self.cache.get_mut(sample.series_ref) else {
                 self.stats.samples_unknown_ref.fetch_add(1, Relaxed);
                 continue;
             };
+            if let (Some(tracker), Some((aggregator, _))) = (&mut entry.tracker, &self.aggregates) {
+                aggregator.observe(tracker, sample.t, sample.v);
+            }
+            if let Some(first) = entry.filtered_sample() {
+                if first {
+                    count_dropped(&self.stats, DropReason::Filtered, entry);
+                }
+                self.stats.samples_filtered.fetch_add(1, Relaxed);
+                continue;
+            }
             if entry.needs_resolution(now) {
                 resolve_entry(&self.resolver, &self.runtime, &self.stats, entry, now);
+                if matches!(entry.state, SeriesState::Resolved { .. }) {
+                    self.delivery.restore(sample.series_ref, entry);
+                }
                 now = Instant::now();
+            }
+            if sample.t <= entry.resume_after_t
+                || self
+                    .delivery
+                    .progress
+                    .start_after_ms
+                    .is_some_and(|s| sample.t < s)
+            {
+                self.stats.samples_already_delivered.fetch_add(1, Relaxed);
+                continue;
             }
             let SeriesState::Resolved { series, counter } = &mut entry.state else {
                 self.stats.samples_unresolved_series.fetch_add(1, Relaxed);
                 continue;
             };
+            if let Conversion::Histogram(part) = series.conversion {
+                let finished = self.runs.add(&series.prototype, part, sample.t, sample.v);
+                if let Some(run) = finished
+                    && !queue_histogram(
+                        &mut self.converter,
+                        &self.export,
+                        &self.stats,
+                        run,
+                        position,
+                    )
+                {
+                    return false;
+                }
+                continue;
+            }
+            // Any other sample ends a histogram's run: its parts must be adjacent.
+            if let Some(run) = self.runs.finish()
+                && !queue_histogram(
+                    &mut self.converter,
+                    &self.export,
+                    &self.stats,
+                    run,
+                    position,
+                )
+            {
+                return false;
+            }
             match self.converter.convert(series, counter, sample.t, sample.v) {
                 Ok(point) => {
+                    let mark = Mark {
+                        position,
+                        index: index as u64,
+                    };
+                    let shard = self.export.shard_for(series.prototype.hash);
+                    if self.delivery.progress.resume.delivered(shard, mark) {
+                        // Acknowledged before a restart: the counter state has moved on, the
+                        // point is not sent again.
+                        self.stats.samples_already_delivered.fetch_add(1, Relaxed);
+                        if let Some(ack) = &entry.delivery {
+                            ack.delivered(sample.t, counter.saved());
+                        }
+                        continue;
+                    }
                     let item = QueuedPoint {
                         series: series.prototype.clone(),
                         point,
                         position,
+                        delivery: entry.delivery.as_ref().map(|ack| Delivery {
+                            ack: ack.clone(),
+                            baseline: counter.saved(),
+                            index: mark.index,
+                        }),
                     };
                     self.stats.queued();
-                    if self.export.push_blocking(item).is_err() {
-                        return false;
+                    match self.export.push_blocking(item) {
+                        Ok(shard) => self.delivery.pushed[shard] += 1,
+                        Err(_) => return false,
                     }
                 }
                 Err(Skipped::Baseline) => {
                     self.stats.samples_baseline.fetch_add(1, Relaxed);
+                    // The baseline is part of what a restart must not lose.
+                    if let Some(ack) = &entry.delivery {
+                        ack.delivered(sample.t, counter.saved());
+                    }
                 }
                 Err(Skipped::OutOfOrder) => {
                     self.stats.samples_out_of_order.fetch_add(1, Relaxed);
+                }
+                // Only histogram runs give these.
+                Err(Skipped::HistogramPart | Skipped::InvalidHistogram(_)) => {}
+            }
+        }
+        // A record holds whole scrapes, so a run never continues in the next record.
+        if let Some(run) = self.runs.finish()
+            && !queue_histogram(
+                &mut self.converter,
+                &self.export,
+                &self.stats,
+                run,
+                position,
+            )
+        {
+            return false;
+        }
+        if let (Some(newest), Some((aggregator, schedule))) = (newest, &mut self.aggregates)
+            && let Some((start, end)) = schedule.due(newest)
+        {
+            for (prototype, point) in aggregator.points(start, end) {
+                let item = QueuedPoint {
+                    series: prototype,
+                    point,
+                    position,
+                    delivery: None,
+                };
+                self.stats.queued();
+                if self.export.push_blocking(item).is_err() {
+                    return false;
                 }
             }
         }
         true
     }
+}
+
+/// Converts a finished histogram run and queues its point; false when the export stage is gone.
+/// Histogram points are not tracked for delivery (their baseline spans several series).
+fn queue_histogram(
+    converter: &mut Converter,
+    export: &ExportHandle,
+    stats: &Stats,
+    run: HistogramRun,
+    position: WalPosition,
+) -> bool {
+    let series = run.prototype.clone();
+    match converter.convert_histogram(run) {
+        Ok(point) => {
+            let item = QueuedPoint {
+                series,
+                point,
+                position,
+                delivery: None,
+            };
+            stats.queued();
+            return export.push_blocking(item).is_ok();
+        }
+        Err(Skipped::Baseline) => {
+            stats.samples_baseline.fetch_add(1, Relaxed);
+        }
+        Err(Skipped::OutOfOrder) => {
+            stats.samples_out_of_order.fetch_add(1, Relaxed);
+        }
+        Err(Skipped::InvalidHistogram(reason)) => {
+            stats.histogram_dropped(reason);
+            tracing::debug!(
+                metric = %series.metric_type,
+                reason = reason.as_str(),
+                "histogram point not sent: Cloud Monitoring would refuse it"
+            );
+        }
+        Err(Skipped::HistogramPart) => {}
+    }
+    true
+}
+
+impl DeliveryState {
+    /// A series just resolved: give it its delivery state, continuing what a previous run saved.
+    fn restore(&mut self, series_ref: u64, entry: &mut SeriesEntry) {
+        let hash = labels_hash(&entry.labels);
+        let saved = self.progress.resume.take(series_ref, hash);
+        if let (Some(saved), SeriesState::Resolved { counter, .. }) = (&saved, &mut entry.state) {
+            entry.resume_after_t = saved.last_t;
+            if let Some(baseline) = saved.baseline {
+                *counter = CounterState::restored(baseline);
+            }
+        }
+        entry.delivery = Some(self.progress.tracker.ack_for(series_ref, hash));
+    }
+}
+
+/// Identity of a label set across runs (a WAL series ref is only meaningful with its labels).
+fn labels_hash(labels: &[prometheus_wal::Label]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for l in labels {
+        h.update(l.name.as_bytes());
+        h.update(&[0xff]);
+        h.update(l.value.as_bytes());
+        h.update(&[0xfe]);
+    }
+    h.digest()
 }
 
 fn resolve_entry<S: SeriesSources>(
@@ -177,8 +428,7 @@ fn resolve_entry<S: SeriesSources>(
         }
         Ok(Resolution::Dropped(reason)) => {
             if entry.mark_unresolved(Some(reason), now) {
-                stats.series_dropped(reason);
-                log_dropped_example(stats, reason, entry);
+                count_dropped(stats, reason, entry);
             }
         }
         Err(err) => {
@@ -192,14 +442,24 @@ fn resolve_entry<S: SeriesSources>(
     }
 }
 
-fn log_dropped_example(stats: &Stats, reason: DropReason, entry: &SeriesEntry) {
+/// Counts a series not exported for `reason` (once per series and reason) by reason and metric
+/// name, and logs it if it is one of the first few examples of the reason.
+fn count_dropped(stats: &Stats, reason: DropReason, entry: &SeriesEntry) {
+    let name = entry
+        .labels
+        .iter()
+        .find(|l| l.name == "__name__")
+        .map_or("", |l| l.value.as_str());
+    stats.series_dropped_metric(reason, name);
+    stats.remember_dropped_example(reason, display_labels(&entry.labels));
     let n = stats.series_dropped_count(reason);
     if n <= EXAMPLES_PER_REASON {
         tracing::info!(
             reason = reason.as_str(),
             series = %display_labels(&entry.labels),
             example = n,
-            "series not exported (retried later; only the first few examples per reason are logged)"
+            retried = reason != DropReason::Filtered,
+            "series not exported (only the first few examples per reason are logged)"
         );
     }
 }

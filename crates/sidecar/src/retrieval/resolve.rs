@@ -1,9 +1,11 @@
 //! Series resolution: from a Prometheus label set to a Cloud Monitoring series prototype.
 //!
 //! Joins a series with its scrape target (for the monitored resource) and its metric metadata
-//! (for the metric kind), applies the naming table of the original, and encodes the result once.
-//! It must never handle samples; the outcome is cached per series by the series cache.
+//! (for the metric kind), applies the naming table of the original and `metric_renames`, and
+//! encodes the result once. It must never handle samples; the outcome is cached per series by the
+//! series cache.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -15,9 +17,12 @@ use crate::metadata::{MetricMetadata, MetricType, ValueType, strip_suffix};
 use crate::stats::DropReason;
 use crate::targets::{Target, drop_target_labels};
 
-/// The most metric labels a series may have (the original's limit; counted before `le` is
-/// removed from histograms).
+/// The most metric labels a series may have (the original's limit). Fixed quirk: the original
+/// counted a histogram bucket's `le` label, which is never sent; here it is removed first.
 pub const MAX_METRIC_LABELS: usize = 10;
+
+/// The label holding a histogram bucket's upper bound.
+const BUCKET_BOUND: &str = "le";
 
 /// Where targets and metadata come from: the Prometheus caches in production, tables in tests.
 pub trait SeriesSources {
@@ -34,12 +39,26 @@ pub trait SeriesSources {
 }
 
 /// How each sample of a resolved series becomes a point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Conversion {
     /// The sample value is the point value.
     Gauge,
     /// The point value is the increase since the series' baseline (first sample or last reset).
     Cumulative,
+    /// One part of a classic histogram; the parts of one scrape are assembled into one
+    /// distribution point.
+    Histogram(HistogramPart),
+}
+
+/// Which series of a classic histogram a series is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HistogramPart {
+    /// `<name>_count`: the number of observations.
+    Count,
+    /// `<name>_sum`: the sum of observations.
+    Sum,
+    /// `<name>_bucket` with this `le` bound (`+Inf` for the last bucket).
+    Bucket(f64),
 }
 
 /// A series ready for conversion.
@@ -67,6 +86,8 @@ pub struct Resolver<S> {
     sources: S,
     metrics_prefix: String,
     use_gke_resource: bool,
+    /// `metric_renames` from the config file: chosen metric name → name in the metric type.
+    renames: HashMap<String, String>,
 }
 
 fn label<'a>(labels: &'a [Label], name: &str) -> &'a str {
@@ -83,7 +104,16 @@ impl<S: SeriesSources> Resolver<S> {
             sources,
             metrics_prefix,
             use_gke_resource,
+            renames: HashMap::new(),
         }
+    }
+
+    /// Renames metrics (`metric_renames` of the config file). The key is the name the naming
+    /// table chose (the family name for histograms and `_total` counters found under it);
+    /// metadata lookups, filters and the other labels are unaffected.
+    pub fn with_renames(mut self, renames: HashMap<String, String>) -> Resolver<S> {
+        self.renames = renames;
+        self
     }
 
     /// Resolves one series. `Err` means a lookup failed (Prometheus unreachable): try again later.
@@ -98,10 +128,18 @@ impl<S: SeriesSources> Resolver<S> {
         };
         let mut metric_labels: Vec<Label> = drop_target_labels(&remaining, &target);
         metric_labels.retain(|l| l.name != "__name__");
-        if metric_labels.len() > MAX_METRIC_LABELS {
+        let name = label(series, "__name__");
+        // Only the `le` of a histogram bucket is removed, and only once metadata says it is one;
+        // until then a series with 11 labels, one of them `le`, may still be exportable.
+        let limit =
+            if name.ends_with("_bucket") && metric_labels.iter().any(|l| l.name == BUCKET_BOUND) {
+                MAX_METRIC_LABELS + 1
+            } else {
+                MAX_METRIC_LABELS
+            };
+        if metric_labels.len() > limit {
             return Ok(Resolution::Dropped(DropReason::TooManyLabels));
         }
-        let name = label(series, "__name__");
         let (job, instance) = (label(series, "job"), label(series, "instance"));
         let (metadata, suffix) = match self.sources.metadata(job, instance, name).await? {
             Some(m) => (m, ""),
@@ -116,12 +154,29 @@ impl<S: SeriesSources> Resolver<S> {
         let Some(naming) = naming(&metadata, name, suffix) else {
             return Ok(Resolution::Dropped(DropReason::UnsupportedType));
         };
+        let mut conversion = naming.conversion;
+        if let Conversion::Histogram(HistogramPart::Bucket(_)) = conversion {
+            let Some(bound) = bucket_bound(label(series, BUCKET_BOUND)) else {
+                return Ok(Resolution::Dropped(DropReason::InvalidBucketBound));
+            };
+            conversion = Conversion::Histogram(HistogramPart::Bucket(bound));
+        }
+        if let Conversion::Histogram(_) = conversion {
+            metric_labels.retain(|l| l.name != BUCKET_BOUND);
+        }
+        if metric_labels.len() > MAX_METRIC_LABELS {
+            return Ok(Resolution::Dropped(DropReason::TooManyLabels));
+        }
         let metric_labels: Vec<(String, String)> = metric_labels
             .into_iter()
             .map(|l| (l.name, l.value))
             .collect();
+        let metric_name = self
+            .renames
+            .get(naming.metric_name)
+            .map_or(naming.metric_name, String::as_str);
         let prototype = SeriesPrototype::new(
-            format!("{}/{}", self.metrics_prefix, naming.metric_name),
+            format!("{}/{}", self.metrics_prefix, metric_name),
             &metric_labels,
             resource.resource_type,
             &resource.labels,
@@ -129,14 +184,21 @@ impl<S: SeriesSources> Resolver<S> {
         );
         Ok(Resolution::Resolved(ResolvedSeries {
             prototype: Arc::new(prototype),
-            conversion: naming.conversion,
+            conversion,
             truncate: naming.truncate,
         }))
     }
 }
 
+/// A bucket's `le` bound: a number or `+Inf`, as Prometheus writes them. NaN and `-Inf` are not
+/// bounds a distribution can have.
+fn bucket_bound(le: &str) -> Option<f64> {
+    let bound: f64 = le.trim().parse().ok()?;
+    (bound.is_finite() || bound == f64::INFINITY).then_some(bound)
+}
+
 /// Result of the naming table for one series.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Naming<'a> {
     metric_name: &'a str,
     kind: PointKind,
@@ -189,6 +251,24 @@ fn naming<'a>(metadata: &MetricMetadata, name: &'a str, suffix: &str) -> Option<
             }),
             _ => None,
         },
+        MetricType::Histogram => {
+            let part = match suffix {
+                "_count" => HistogramPart::Count,
+                "_sum" => HistogramPart::Sum,
+                // The bound is read from the `le` label by the caller.
+                "_bucket" => HistogramPart::Bucket(f64::INFINITY),
+                // Fixed quirk: metadata found under the full name (no suffix stripped) gave the
+                // original an empty metric name, which the API refuses; such series are not
+                // converted. `_total` is not a histogram series.
+                _ => return None,
+            };
+            Some(Naming {
+                metric_name: &name[..name.len() - suffix.len()],
+                kind: PointKind::CumulativeDistribution,
+                conversion: Conversion::Histogram(part),
+                truncate: true,
+            })
+        }
         _ => None,
     }
 }
@@ -196,6 +276,234 @@ fn naming<'a>(metadata: &MetricMetadata, name: &'a str, suffix: &str) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    use prometheus_wal::Labels;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        let mut v: Labels = pairs
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A generic_task target for job `app`, metadata from a table; records every name asked.
+    struct Table {
+        metadata: HashMap<&'static str, MetricMetadata>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    impl Table {
+        fn new(entries: &[(&'static str, MetricType, ValueType)]) -> Table {
+            Table {
+                metadata: entries
+                    .iter()
+                    .map(|(name, t, v)| {
+                        (
+                            *name,
+                            MetricMetadata {
+                                metric: name.to_string(),
+                                metric_type: *t,
+                                value_type: *v,
+                                help: String::new(),
+                            },
+                        )
+                    })
+                    .collect(),
+                asked: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl SeriesSources for Table {
+        async fn target(&self, series: &[Label]) -> Result<Option<Arc<Target>>, String> {
+            if label(series, "job") != "app" {
+                return Ok(None);
+            }
+            Ok(Some(Arc::new(Target {
+                labels: labels(&[("instance", "a:1"), ("job", "app")]),
+                discovered_labels: labels(&[
+                    ("_generic_location", "here"),
+                    ("_generic_namespace", "ns"),
+                    ("_stackdriver_project_id", "proj"),
+                    ("job", "app"),
+                ]),
+            })))
+        }
+
+        async fn metadata(
+            &self,
+            _job: &str,
+            _instance: &str,
+            metric: &str,
+        ) -> Result<Option<MetricMetadata>, String> {
+            self.asked.lock().unwrap().push(metric.to_string());
+            Ok(self.metadata.get(metric).cloned())
+        }
+    }
+
+    fn resolver(entries: &[(&'static str, MetricType, ValueType)]) -> Resolver<Table> {
+        Resolver::new(Table::new(entries), "p".into(), false)
+    }
+
+    fn resolve(r: &Resolver<Table>, name: &str, extra: &[(&str, &str)]) -> Resolution {
+        let mut pairs = vec![("__name__", name), ("job", "app"), ("instance", "a:1")];
+        pairs.extend_from_slice(extra);
+        futures::executor::block_on(r.resolve(&labels(&pairs))).unwrap()
+    }
+
+    fn resolved(resolution: Resolution) -> ResolvedSeries {
+        match resolution {
+            Resolution::Resolved(s) => s,
+            Resolution::Dropped(reason) => panic!("dropped: {reason:?}"),
+        }
+    }
+
+    const UNSPECIFIED: ValueType = ValueType::Unspecified;
+
+    #[test]
+    fn metadata_under_the_full_name_is_asked_first() {
+        let r = resolver(&[("x_total", MetricType::Counter, UNSPECIFIED)]);
+        let s = resolved(resolve(&r, "x_total", &[]));
+        assert_eq!(s.prototype.metric_type, "p/x_total");
+        assert_eq!(*r.sources.asked.lock().unwrap(), ["x_total"]);
+    }
+
+    #[test]
+    fn metadata_of_the_family_is_asked_with_one_suffix_stripped() {
+        let r = resolver(&[("x", MetricType::Counter, UNSPECIFIED)]);
+        let s = resolved(resolve(&r, "x_total", &[]));
+        assert_eq!(s.prototype.metric_type, "p/x");
+        assert_eq!(*r.sources.asked.lock().unwrap(), ["x_total", "x"]);
+        // Only one suffix is stripped: `y_sum_total` asks for `y_sum`, never `y`.
+        let r = resolver(&[("y", MetricType::Counter, UNSPECIFIED)]);
+        assert_eq!(
+            resolve(&r, "y_sum_total", &[]),
+            Resolution::Dropped(DropReason::MetadataNotFound)
+        );
+        assert_eq!(*r.sources.asked.lock().unwrap(), ["y_sum_total", "y_sum"]);
+    }
+
+    #[test]
+    fn no_metadata_at_all_is_metadata_not_found() {
+        let r = resolver(&[]);
+        assert_eq!(
+            resolve(&r, "nothing", &[]),
+            Resolution::Dropped(DropReason::MetadataNotFound)
+        );
+        assert_eq!(*r.sources.asked.lock().unwrap(), ["nothing"]);
+    }
+
+    #[test]
+    fn no_target_is_target_not_found() {
+        let r = resolver(&[("g", MetricType::Gauge, UNSPECIFIED)]);
+        let series = labels(&[("__name__", "g"), ("job", "other"), ("instance", "a:1")]);
+        assert_eq!(
+            futures::executor::block_on(r.resolve(&series)).unwrap(),
+            Resolution::Dropped(DropReason::TargetNotFound)
+        );
+    }
+
+    #[test]
+    fn more_than_ten_labels_are_too_many() {
+        let r = resolver(&[("g", MetricType::Gauge, UNSPECIFIED)]);
+        let names: Vec<String> = (0..11).map(|i| format!("l{i:02}")).collect();
+        let ten: Vec<(&str, &str)> = names[..10].iter().map(|n| (n.as_str(), "v")).collect();
+        let eleven: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        resolved(resolve(&r, "g", &ten));
+        assert_eq!(
+            resolve(&r, "g", &eleven),
+            Resolution::Dropped(DropReason::TooManyLabels)
+        );
+    }
+
+    #[test]
+    fn a_bucket_le_does_not_count_toward_the_label_limit() {
+        let r = resolver(&[("h", MetricType::Histogram, UNSPECIFIED)]);
+        let names: Vec<String> = (0..10).map(|i| format!("l{i:02}")).collect();
+        let mut ten: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        ten.push(("le", "0.5"));
+        let s = resolved(resolve(&r, "h_bucket", &ten));
+        assert_eq!(
+            s.conversion,
+            Conversion::Histogram(HistogramPart::Bucket(0.5))
+        );
+        // A gauge named `_bucket` keeps its `le` as a label, which then counts.
+        let r = resolver(&[("g_bucket", MetricType::Gauge, UNSPECIFIED)]);
+        assert_eq!(
+            resolve(&r, "g_bucket", &ten),
+            Resolution::Dropped(DropReason::TooManyLabels)
+        );
+    }
+
+    #[test]
+    fn histogram_parts_share_one_series_without_le() {
+        let r = resolver(&[("h", MetricType::Histogram, UNSPECIFIED)]);
+        let bucket = resolved(resolve(&r, "h_bucket", &[("le", "+Inf"), ("code", "200")]));
+        let sum = resolved(resolve(&r, "h_sum", &[("code", "200")]));
+        let count = resolved(resolve(&r, "h_count", &[("code", "200")]));
+        assert_eq!(
+            bucket.conversion,
+            Conversion::Histogram(HistogramPart::Bucket(f64::INFINITY))
+        );
+        assert_eq!(sum.conversion, Conversion::Histogram(HistogramPart::Sum));
+        assert_eq!(
+            count.conversion,
+            Conversion::Histogram(HistogramPart::Count)
+        );
+        assert_eq!(bucket.prototype.metric_type, "p/h");
+        assert_eq!(bucket.prototype.kind, PointKind::CumulativeDistribution);
+        assert_eq!(bucket.prototype.hash, sum.prototype.hash);
+        assert_eq!(bucket.prototype.hash, count.prototype.hash);
+    }
+
+    #[test]
+    fn a_bucket_without_a_numeric_le_is_dropped_with_its_reason() {
+        let r = resolver(&[("h", MetricType::Histogram, UNSPECIFIED)]);
+        for le in [None, Some("fast"), Some("NaN")] {
+            let extra: Vec<(&str, &str)> = le.map(|v| ("le", v)).into_iter().collect();
+            assert_eq!(
+                resolve(&r, "h_bucket", &extra),
+                Resolution::Dropped(DropReason::InvalidBucketBound),
+                "le={le:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn renames_apply_to_the_chosen_name_only() {
+        let entries = [
+            ("rule:x:rate", MetricType::Gauge, UNSPECIFIED),
+            ("h", MetricType::Histogram, UNSPECIFIED),
+            ("c", MetricType::Counter, UNSPECIFIED),
+        ];
+        let r = resolver(&entries).with_renames(HashMap::from([
+            ("rule:x:rate".to_string(), "rule_x_rate".to_string()),
+            ("h".to_string(), "latency".to_string()),
+            ("c".to_string(), "calls".to_string()),
+            ("h_bucket".to_string(), "never".to_string()),
+        ]));
+        let rule = resolved(resolve(&r, "rule:x:rate", &[]));
+        assert_eq!(rule.prototype.metric_type, "p/rule_x_rate");
+        let h = resolved(resolve(&r, "h_bucket", &[("le", "1")]));
+        assert_eq!(h.prototype.metric_type, "p/latency");
+        let c = resolved(resolve(&r, "c_total", &[]));
+        assert_eq!(c.prototype.metric_type, "p/calls");
+        // Metadata is looked up under the Prometheus names, never the new ones.
+        assert!(
+            !r.sources
+                .asked
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|n| n == "calls" || n == "latency")
+        );
+    }
 
     fn meta(metric_type: MetricType, value_type: ValueType) -> MetricMetadata {
         MetricMetadata {
@@ -284,8 +592,47 @@ mod tests {
     }
 
     #[test]
-    fn histograms_are_not_converted_yet() {
+    fn histogram_parts_are_one_distribution_under_the_family_name() {
         let m = meta(MetricType::Histogram, ValueType::Unspecified);
-        assert_eq!(naming(&m, "h_bucket", "_bucket"), None);
+        for (name, suffix, part) in [
+            ("h_bucket", "_bucket", HistogramPart::Bucket(f64::INFINITY)),
+            ("h_sum", "_sum", HistogramPart::Sum),
+            ("h_count", "_count", HistogramPart::Count),
+        ] {
+            let n = naming(&m, name, suffix).unwrap();
+            assert_eq!(n.metric_name, "h", "{name}");
+            assert_eq!(n.kind, PointKind::CumulativeDistribution);
+            assert_eq!(n.conversion, Conversion::Histogram(part));
+        }
+    }
+
+    #[test]
+    fn histogram_metadata_under_the_full_name_is_not_converted() {
+        let m = meta(MetricType::Histogram, ValueType::Unspecified);
+        assert_eq!(naming(&m, "h", ""), None);
+        assert_eq!(naming(&m, "h_total", "_total"), None);
+    }
+
+    #[test]
+    fn other_types_are_not_converted() {
+        for t in [
+            MetricType::GaugeHistogram,
+            MetricType::Info,
+            MetricType::StateSet,
+        ] {
+            assert_eq!(naming(&meta(t, ValueType::Unspecified), "x", ""), None);
+        }
+    }
+
+    #[test]
+    fn bucket_bounds_are_numbers_or_plus_inf() {
+        assert_eq!(bucket_bound("0.005"), Some(0.005));
+        assert_eq!(bucket_bound("1.5e+06"), Some(1.5e6));
+        assert_eq!(bucket_bound("+Inf"), Some(f64::INFINITY));
+        assert_eq!(bucket_bound("-5"), Some(-5.0));
+        assert_eq!(bucket_bound("-Inf"), None);
+        assert_eq!(bucket_bound("NaN"), None);
+        assert_eq!(bucket_bound(""), None);
+        assert_eq!(bucket_bound("1s"), None);
     }
 }

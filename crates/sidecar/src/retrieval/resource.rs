@@ -481,6 +481,102 @@ mod tests {
         assert!(r.labels.contains(&("job", "from-series".to_string())));
     }
 
+    /// Every resource type's labels at once: each type in the precedence list must win over all
+    /// that follow it, so taking away the winner's identifying label reveals the next one.
+    #[test]
+    fn each_resource_type_wins_over_every_later_one() {
+        const ANTHOS: &str = "__meta_kubernetes_service_annotation_gke_googleapis_com_anthos_l4lb";
+        let mut discovered: Vec<(String, &str)> = [
+            (PROJECT_ID, "proj"),
+            (KUBERNETES_LOCATION, "europe-west1"),
+            (KUBERNETES_CLUSTER_NAME, "prod"),
+            (GENERIC_LOCATION, "here"),
+            (GENERIC_NAMESPACE, "ns"),
+            (POD_ORG, "o"),
+            (POD_ENV, "e"),
+            (NAMESPACE, "default"),
+            (POD_NAME, "web-1"),
+            ("__meta_kubernetes_pod_container_name", "app"),
+            ("__meta_kubernetes_node_name", "n1"),
+            ("__meta_ec2_instance_id", "i-1"),
+            ("__meta_ec2_availability_zone", "us-east-1a"),
+            ("__meta_ec2_owner_id", "42"),
+            ("__meta_gce_project", "g"),
+            ("__meta_gce_instance_id", "1"),
+            ("__meta_gce_zone", "z"),
+            ("__meta_kubernetes_pod_label_type_devapp", "x"),
+            ("__meta_kubernetes_pod_label_type_proxy", "x"),
+            ("__meta_kubernetes_pod_label_type_proxy_v2", "x"),
+            ("__meta_kubernetes_pod_label_type_target_v2", "x"),
+            ("__meta_kubernetes_pod_label_type_connection", "x"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), *v))
+        .collect();
+        for suffix in ["type", "kind", "group_name", "hostname"] {
+            discovered.push((format!("{ANTHOS}_{suffix}"), "x"));
+        }
+        let series = labels(&[
+            ("job", "j"),
+            ("instance", "i"),
+            ("connection", "c"),
+            ("org", "o"),
+            ("env", "e"),
+            ("proxy_name", "p"),
+            ("type", "t"),
+            ("endpoint", "ep"),
+            ("runtime_version", "1"),
+            ("instance_id", "id"),
+            ("revision", "3"),
+            ("api_product_name", "a"),
+        ]);
+        // (type expected to win, discovered label whose removal lets the next one win)
+        let chain = [
+            ("anthos_l4lb", format!("{ANTHOS}_type")),
+            (
+                "connectors.googleapis.com/Connection",
+                "__meta_kubernetes_pod_label_type_connection".into(),
+            ),
+            (
+                "apigee.googleapis.com/TargetV2",
+                "__meta_kubernetes_pod_label_type_target_v2".into(),
+            ),
+            (
+                "apigee.googleapis.com/ProxyV2",
+                "__meta_kubernetes_pod_label_type_proxy_v2".into(),
+            ),
+            (
+                "apigee.googleapis.com/Proxy",
+                "__meta_kubernetes_pod_label_type_proxy".into(),
+            ),
+            (
+                "apigee.googleapis.com/Devapp",
+                "__meta_kubernetes_pod_label_type_devapp".into(),
+            ),
+            (
+                "k8s_container",
+                "__meta_kubernetes_pod_container_name".into(),
+            ),
+            ("k8s_pod", POD_NAME.into()),
+            ("k8s_node", "__meta_kubernetes_node_name".into()),
+            ("aws_ec2_instance", "__meta_ec2_instance_id".into()),
+            ("gce_instance", "__meta_gce_instance_id".into()),
+            ("generic_task", GENERIC_LOCATION.into()),
+        ];
+        for (winner, identifying) in chain {
+            let pairs: Vec<(&str, &str)> =
+                discovered.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+            assert_eq!(
+                resource_of(&labels(&pairs), &series),
+                Some(winner),
+                "before removing {identifying}"
+            );
+            discovered.retain(|(n, _)| *n != identifying);
+        }
+        let pairs: Vec<(&str, &str)> = discovered.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        assert_eq!(resource_of(&labels(&pairs), &series), None);
+    }
+
     #[test]
     fn gke_container_always_succeeds() {
         let (r, _) = resolve_resource(&[], &[], true).unwrap();

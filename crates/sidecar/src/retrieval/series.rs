@@ -2,14 +2,19 @@
 //!
 //! Owns per-series state: the resolution outcome (with a retry schedule for series whose target
 //! or metadata is not known yet, so they are retried rather than dropped for good) and the
-//! counter baseline. It must never do I/O itself; resolution is driven by the reader.
+//! counter baseline; which series are exported (`--include`/`--filter`) and which feed aggregated
+//! counters, decided once when the series record is read. It must never do I/O itself;
+//! resolution is driven by the reader.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 use prometheus_wal::Labels;
 
+use super::aggregator::{CounterAggregator, Tracker};
 use super::convert::CounterState;
+use super::filter::SeriesFilter;
 use super::resolve::ResolvedSeries;
 use crate::stats::DropReason;
 
@@ -40,6 +45,12 @@ pub enum SeriesState {
         /// When to try again.
         retry_at: Instant,
     },
+    /// Not selected by the filters: never resolved, never exported (it may still feed
+    /// aggregated counters). Only its `__name__` label is kept.
+    Filtered {
+        /// Whether the series was counted as dropped (at its first sample).
+        counted: bool,
+    },
 }
 
 /// One WAL series.
@@ -51,6 +62,12 @@ pub struct SeriesEntry {
     pub segment: u64,
     /// Resolution state.
     pub state: SeriesState,
+    /// The aggregated counters the series feeds, if any.
+    pub tracker: Option<Tracker>,
+    /// Delivery state once resolved, shared with the shard that sends the series' points.
+    pub delivery: Option<std::sync::Arc<crate::progress::SeriesAck>>,
+    /// Samples at or before this time (ms) were delivered by a previous run: not sent again.
+    pub resume_after_t: i64,
 }
 
 impl SeriesEntry {
@@ -58,8 +75,17 @@ impl SeriesEntry {
     pub fn needs_resolution(&self, now: Instant) -> bool {
         match &self.state {
             SeriesState::New => true,
-            SeriesState::Resolved { .. } => false,
+            SeriesState::Resolved { .. } | SeriesState::Filtered { .. } => false,
             SeriesState::Unresolved { retry_at, .. } => now >= *retry_at,
+        }
+    }
+
+    /// For a series the filters did not select: `Some(true)` at its first sample (when it is to
+    /// be counted as dropped), `Some(false)` later. `None` for exported series.
+    pub fn filtered_sample(&mut self) -> Option<bool> {
+        match &mut self.state {
+            SeriesState::Filtered { counted } => Some(!std::mem::replace(counted, true)),
+            _ => None,
         }
     }
 
@@ -88,20 +114,61 @@ impl SeriesEntry {
 #[derive(Debug, Default)]
 pub struct SeriesCache {
     entries: AHashMap<u64, SeriesEntry>,
+    /// Which series are exported; everything by default.
+    filter: SeriesFilter,
+    /// Aggregated counters, if configured.
+    aggregator: Option<Arc<CounterAggregator>>,
 }
 
 impl SeriesCache {
+    /// Exports only the series `filter` selects (matched on the original labels).
+    pub fn set_filter(&mut self, filter: SeriesFilter) {
+        self.filter = filter;
+    }
+
+    /// Gives series matching an aggregated counter's selectors a tracker.
+    pub fn set_aggregator(&mut self, aggregator: Arc<CounterAggregator>) {
+        self.aggregator = Some(aggregator);
+    }
+
     /// Stores a series record. A ref seen again (a new series record for it) starts afresh, as
     /// the original does: its labels may have been re-created after Prometheus restarted.
-    pub fn insert(&mut self, series_ref: u64, labels: Labels, segment: u64) {
+    pub fn insert(&mut self, series_ref: u64, mut labels: Labels, segment: u64) {
+        let tracker = self
+            .aggregator
+            .as_ref()
+            .and_then(|a| a.tracker_for(&labels));
+        let state = if self.filter.matches(&labels) {
+            SeriesState::New
+        } else {
+            // The original did not store such series at all; the name is kept to count them.
+            labels.retain(|l| l.name == "__name__");
+            SeriesState::Filtered { counted: false }
+        };
         self.entries.insert(
             series_ref,
             SeriesEntry {
                 labels,
                 segment,
-                state: SeriesState::New,
+                state,
+                tracker,
+                delivery: None,
+                resume_after_t: i64::MIN,
             },
         );
+    }
+
+    /// Keeps the entries for which `keep` holds; returns the refs removed.
+    pub fn retain(&mut self, mut keep: impl FnMut(u64, &SeriesEntry) -> bool) -> Vec<u64> {
+        let mut removed = Vec::new();
+        self.entries.retain(|r, e| {
+            let k = keep(*r, e);
+            if !k {
+                removed.push(*r);
+            }
+            k
+        });
+        removed
     }
 
     /// The entry for a ref.
@@ -142,6 +209,60 @@ mod tests {
             e.mark_unresolved(Some(DropReason::TargetNotFound), now);
         }
         assert!(e.needs_resolution(now + RETRY_MAX));
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        let mut v: Labels = pairs
+            .iter()
+            .map(|(n, v)| prometheus_wal::Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn series_the_filters_leave_out_are_never_resolved_and_counted_once() {
+        let mut cache = SeriesCache::default();
+        cache.set_filter(SeriesFilter::from_flags(&[r#"{job="node"}"#.into()], &[]).unwrap());
+        cache.insert(1, labels(&[("__name__", "up"), ("job", "node")]), 0);
+        cache.insert(
+            2,
+            labels(&[("__name__", "up"), ("job", "prom"), ("x", "y")]),
+            0,
+        );
+        let kept = cache.get_mut(1).unwrap();
+        assert!(matches!(kept.state, SeriesState::New));
+        assert_eq!(kept.filtered_sample(), None);
+        let left_out = cache.get_mut(2).unwrap();
+        assert!(!left_out.needs_resolution(Instant::now()));
+        assert_eq!(left_out.labels, labels(&[("__name__", "up")]));
+        assert_eq!(left_out.filtered_sample(), Some(true));
+        assert_eq!(left_out.filtered_sample(), Some(false));
+    }
+
+    #[test]
+    fn series_matching_an_aggregate_get_a_tracker_even_when_filtered() {
+        use crate::retrieval::aggregator::AggregatedCounterConfig;
+        use crate::retrieval::filter::Selector;
+        let mut cache = SeriesCache::default();
+        cache.set_filter(SeriesFilter::from_flags(&["up".into()], &[]).unwrap());
+        cache.set_aggregator(Arc::new(CounterAggregator::new(
+            vec![AggregatedCounterConfig {
+                metric: "all".into(),
+                help: String::new(),
+                filters: vec![Selector::parse("requests_total").unwrap()],
+            }],
+            "p",
+        )));
+        cache.insert(1, labels(&[("__name__", "requests_total")]), 0);
+        cache.insert(2, labels(&[("__name__", "up")]), 0);
+        let e = cache.get_mut(1).unwrap();
+        assert!(e.tracker.is_some());
+        assert!(matches!(e.state, SeriesState::Filtered { .. }));
+        assert!(cache.get_mut(2).unwrap().tracker.is_none());
     }
 
     #[test]

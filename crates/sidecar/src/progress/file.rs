@@ -1,0 +1,333 @@
+//! The progress files in the WAL directory: what has been delivered, saved so a restart resumes
+//! exactly there.
+//!
+//! `stackdriver_sidecar.state` (ours, binary, checksummed) holds the WAL position below which
+//! every point was acknowledged by the backend or deliberately dropped, and for every series the
+//! end time of its last delivered point and, for cumulative series, the baseline its values are
+//! measured from. `stackdriver_sidecar.json` (`{"offset": N}`) is also written in the original
+//! sidecar's format, so an operator can switch back and forth; when only that file exists (a
+//! switch from the original) it is read as an approximate start. Files are replaced atomically
+//! (temporary file, fsync, rename, directory fsync). This module must never decide what to save.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use prometheus_wal::WalPosition;
+
+/// Our progress file.
+pub const STATE_FILE: &str = "stackdriver_sidecar.state";
+/// The original sidecar's progress file.
+pub const LEGACY_FILE: &str = "stackdriver_sidecar.json";
+/// Segment size the original's offsets assume (its constant, whatever the real size).
+const LEGACY_SEGMENT_SIZE: u64 = 128 * 1024 * 1024;
+/// Safety margin the original subtracts when saving.
+const LEGACY_MARGIN: u64 = 512 * 1024;
+
+const MAGIC: &[u8; 8] = b"SDSCPRG1";
+const ENTRY_LEN: usize = 8 + 8 + 8 + 1 + 8 + 8 + 8;
+
+/// Where a counter's values are measured from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SavedBaseline {
+    /// Start time of the current interval (ms).
+    pub reset_ts: i64,
+    /// Raw value subtracted from samples.
+    pub reset_value: f64,
+    /// Raw value of the last delivered sample (reset detection).
+    pub previous: f64,
+}
+
+/// Delivery state of one series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SavedSeries {
+    /// WAL series ref.
+    pub series_ref: u64,
+    /// Hash of its label set, so a ref reused by a recreated WAL is not mistaken for it.
+    pub labels_hash: u64,
+    /// End time (ms) of the last point delivered or dropped for good.
+    pub last_t: i64,
+    /// Baseline of a cumulative series.
+    pub baseline: Option<SavedBaseline>,
+}
+
+/// Everything saved.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SavedProgress {
+    /// Every record ending at or before this position was fully delivered.
+    pub position: WalPosition,
+    /// Per-series state.
+    pub series: Vec<SavedSeries>,
+}
+
+/// What was found at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadedProgress {
+    /// No progress file: a first start.
+    None,
+    /// Our own file: an exact resume.
+    Exact(SavedProgress),
+    /// Only the original sidecar's file: resume near this position, counters start afresh.
+    Legacy(WalPosition),
+}
+
+/// A progress file that exists but cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgressError {
+    /// Reading failed.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The content is not what we write.
+    #[error("{path} is not a valid progress file: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Loads the progress saved in `dir`; our file wins over the original's.
+pub fn load(dir: &Path) -> Result<LoadedProgress, ProgressError> {
+    let path = dir.join(STATE_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            return decode(&bytes)
+                .map(LoadedProgress::Exact)
+                .map_err(|reason| ProgressError::Invalid { path, reason });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => return Err(ProgressError::Read { path, source }),
+    }
+    let path = dir.join(LEGACY_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => decode_legacy(&bytes)
+            .map(LoadedProgress::Legacy)
+            .map_err(|reason| ProgressError::Invalid { path, reason }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(LoadedProgress::None),
+        Err(source) => Err(ProgressError::Read { path, source }),
+    }
+}
+
+/// Saves `progress` in `dir`, replacing both files atomically.
+pub fn save(dir: &Path, progress: &SavedProgress) -> io::Result<()> {
+    write_atomically(dir, STATE_FILE, |w| encode(progress, w))?;
+    let legacy = (progress.position.segment * LEGACY_SEGMENT_SIZE + progress.position.offset)
+        .saturating_sub(LEGACY_MARGIN);
+    write_atomically(dir, LEGACY_FILE, |w| write!(w, "{{\"offset\":{legacy}}}"))?;
+    // The renames are durable once the directory is.
+    File::open(dir)?.sync_all()
+}
+
+fn write_atomically(
+    dir: &Path,
+    name: &str,
+    fill: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
+) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let file = File::create(&tmp)?;
+    let mut w = BufWriter::with_capacity(1 << 16, &file);
+    fill(&mut w)?;
+    w.flush()?;
+    drop(w);
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(name))
+}
+
+fn encode(p: &SavedProgress, w: &mut impl Write) -> io::Result<()> {
+    let mut crc = 0u32;
+    let mut put = |w: &mut dyn Write, b: &[u8]| -> io::Result<()> {
+        crc = crc32c::crc32c_append(crc, b);
+        w.write_all(b)
+    };
+    put(w, MAGIC)?;
+    put(w, &p.position.segment.to_le_bytes())?;
+    put(w, &p.position.offset.to_le_bytes())?;
+    put(w, &(p.series.len() as u64).to_le_bytes())?;
+    let mut entry = [0u8; ENTRY_LEN];
+    for s in &p.series {
+        entry[0..8].copy_from_slice(&s.series_ref.to_le_bytes());
+        entry[8..16].copy_from_slice(&s.labels_hash.to_le_bytes());
+        entry[16..24].copy_from_slice(&s.last_t.to_le_bytes());
+        let b = s.baseline.unwrap_or(SavedBaseline {
+            reset_ts: 0,
+            reset_value: 0.0,
+            previous: 0.0,
+        });
+        entry[24] = u8::from(s.baseline.is_some());
+        entry[25..33].copy_from_slice(&b.reset_ts.to_le_bytes());
+        entry[33..41].copy_from_slice(&b.reset_value.to_bits().to_le_bytes());
+        entry[41..49].copy_from_slice(&b.previous.to_bits().to_le_bytes());
+        put(w, &entry)?;
+    }
+    w.write_all(&crc.to_le_bytes())
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn decode(bytes: &[u8]) -> Result<SavedProgress, String> {
+    const HEADER: usize = 8 + 8 + 8 + 8;
+    if bytes.len() < HEADER + 4 || &bytes[..8] != MAGIC {
+        return Err("unknown format (bad header)".into());
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if crc32c::crc32c(body) != want {
+        return Err("checksum mismatch (file damaged)".into());
+    }
+    let count = u64_at(body, 24);
+    let expected = (count as u128) * ENTRY_LEN as u128 + HEADER as u128;
+    if expected != body.len() as u128 {
+        return Err(format!(
+            "{count} entries announced, {} bytes present",
+            body.len()
+        ));
+    }
+    let series = body[HEADER..]
+        .chunks_exact(ENTRY_LEN)
+        .map(|e| SavedSeries {
+            series_ref: u64_at(e, 0),
+            labels_hash: u64_at(e, 8),
+            last_t: u64_at(e, 16) as i64,
+            baseline: (e[24] == 1).then(|| SavedBaseline {
+                reset_ts: u64_at(e, 25) as i64,
+                reset_value: f64::from_bits(u64_at(e, 33)),
+                previous: f64::from_bits(u64_at(e, 41)),
+            }),
+        })
+        .collect();
+    Ok(SavedProgress {
+        position: WalPosition {
+            segment: u64_at(body, 8),
+            offset: u64_at(body, 16),
+        },
+        series,
+    })
+}
+
+fn decode_legacy(bytes: &[u8]) -> Result<WalPosition, String> {
+    #[derive(serde::Deserialize)]
+    struct Legacy {
+        offset: i64,
+    }
+    let v: Legacy = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    // The original may have saved a negative offset (its margin applied near the start).
+    let offset = v.offset.max(0) as u64;
+    Ok(WalPosition {
+        segment: offset / LEGACY_SEGMENT_SIZE,
+        offset: offset % LEGACY_SEGMENT_SIZE,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SavedProgress {
+        SavedProgress {
+            position: WalPosition {
+                segment: 7,
+                offset: 123_456,
+            },
+            series: vec![
+                SavedSeries {
+                    series_ref: 1,
+                    labels_hash: 99,
+                    last_t: 1_700_000_000_000,
+                    baseline: None,
+                },
+                SavedSeries {
+                    series_ref: 2,
+                    labels_hash: 98,
+                    last_t: -5,
+                    baseline: Some(SavedBaseline {
+                        reset_ts: 1_699_999_999_999,
+                        reset_value: 12.5,
+                        previous: 40.0,
+                    }),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn saved_progress_loads_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &sample()).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), LoadedProgress::Exact(sample()));
+        assert!(!dir.path().join("stackdriver_sidecar.state.tmp").exists());
+    }
+
+    #[test]
+    fn no_file_is_a_first_start() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(dir.path()).unwrap(), LoadedProgress::None);
+    }
+
+    #[test]
+    fn the_original_sidecars_file_is_read_and_written() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(LEGACY_FILE),
+            format!("{{\"offset\": {}}}", 3 * LEGACY_SEGMENT_SIZE + 1000),
+        )
+        .unwrap();
+        assert_eq!(
+            load(dir.path()).unwrap(),
+            LoadedProgress::Legacy(WalPosition {
+                segment: 3,
+                offset: 1000
+            })
+        );
+        fs::write(dir.path().join(LEGACY_FILE), "{\"offset\": -524288}").unwrap();
+        assert_eq!(
+            load(dir.path()).unwrap(),
+            LoadedProgress::Legacy(WalPosition::default())
+        );
+        save(dir.path(), &sample()).unwrap();
+        let legacy = fs::read_to_string(dir.path().join(LEGACY_FILE)).unwrap();
+        let want = 7 * LEGACY_SEGMENT_SIZE + 123_456 - LEGACY_MARGIN;
+        assert_eq!(legacy, format!("{{\"offset\":{want}}}"));
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &sample()).unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("stackdriver_sidecar.state") && err.contains("checksum"),
+            "{err}"
+        );
+        fs::write(&path, &bytes[..20]).unwrap();
+        assert!(load(dir.path()).is_err());
+        fs::write(dir.path().join(STATE_FILE), b"").unwrap();
+        assert!(load(dir.path()).is_err());
+    }
+
+    #[test]
+    fn truncated_entry_list_is_rejected_not_misread() {
+        let mut buf = Vec::new();
+        encode(&sample(), &mut buf).unwrap();
+        // Claim one more entry than present, with a matching checksum.
+        let mut body = buf[..buf.len() - 4].to_vec();
+        body[24..32].copy_from_slice(&3u64.to_le_bytes());
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        assert!(decode(&body).unwrap_err().contains("entries"));
+    }
+}

@@ -1,0 +1,133 @@
+//! Progress: what has been delivered, tracked while running and saved so a restart (even after
+//! `kill -9`) resumes exactly where delivery stopped.
+//!
+//! `tracker` follows deliveries in memory; `file` reads and writes the progress files; the keeper
+//! here saves a snapshot every few seconds and once more at shutdown. This module never reads
+//! the WAL or sends anything.
+
+pub mod file;
+pub mod marks;
+pub mod tracker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ahash::AHashMap;
+use prometheus_wal::WalPosition;
+use tokio_util::sync::CancellationToken;
+
+pub use file::{LoadedProgress, SavedBaseline, SavedProgress, SavedSeries};
+pub use marks::{DeliveryMarks, LoadedMarks, Mark};
+pub use tracker::{DeliveryTracker, SeriesAck};
+
+/// Where a run starts, from the saved progress.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// Sample records ending at or before this position were delivered: they are not sent again.
+    pub position: WalPosition,
+    /// Saved per-series state, taken by the reader as series resolve.
+    series: AHashMap<u64, SavedSeries>,
+    /// Per shard, the last point acknowledged before the restart (same shard count only).
+    marks: Vec<Option<Mark>>,
+}
+
+impl Resume {
+    /// The resume point described by what was loaded.
+    pub fn new(loaded: LoadedProgress) -> Resume {
+        match loaded {
+            LoadedProgress::None => Resume::default(),
+            LoadedProgress::Legacy(position) => Resume {
+                position,
+                ..Resume::default()
+            },
+            LoadedProgress::Exact(saved) => Resume {
+                position: saved.position,
+                series: saved
+                    .series
+                    .into_iter()
+                    .map(|s| (s.series_ref, s))
+                    .collect(),
+                marks: Vec::new(),
+            },
+        }
+    }
+
+    /// Adds the delivery marks of the previous run, if it had `shards` shards like this one
+    /// (a point's shard depends on the shard count).
+    pub fn with_marks(mut self, loaded: Option<LoadedMarks>, shards: usize) -> Resume {
+        if let Some(loaded) = loaded
+            && loaded.marks.len() == shards
+        {
+            self.marks = loaded.marks;
+        }
+        self
+    }
+
+    /// The marks to start this run's marks file with.
+    pub fn marks(&self) -> &[Option<Mark>] {
+        &self.marks
+    }
+
+    /// Whether the point `mark` of shard `shard` was acknowledged before the restart.
+    pub fn delivered(&self, shard: usize, mark: Mark) -> bool {
+        self.marks
+            .get(shard)
+            .copied()
+            .flatten()
+            .is_some_and(|last| mark <= last)
+    }
+
+    /// The saved state of a series, if its labels are the ones it was saved with.
+    pub fn take(&mut self, series_ref: u64, labels_hash: u64) -> Option<SavedSeries> {
+        let saved = self.series.remove(&series_ref)?;
+        (saved.labels_hash == labels_hash).then_some(saved)
+    }
+
+    /// Registers every saved series with `tracker`, so saves made before the series show up
+    /// again keep their state.
+    pub fn register_all(&self, tracker: &DeliveryTracker) {
+        for saved in self.series.values() {
+            tracker.register(Arc::new(SeriesAck::new(
+                saved.series_ref,
+                saved.labels_hash,
+                Some(saved),
+            )));
+        }
+    }
+}
+
+/// Saves the tracker's snapshot in `dir` (blocking I/O).
+pub fn save(dir: &std::path::Path, tracker: &DeliveryTracker) -> std::io::Result<WalPosition> {
+    let snapshot = tracker.snapshot();
+    tracker.sync_marks()?;
+    file::save(dir, &snapshot)?;
+    Ok(snapshot.position)
+}
+
+/// Saves progress every `interval` until cancelled. Failures are logged and retried next time.
+pub async fn run_keeper(
+    dir: PathBuf,
+    tracker: Arc<DeliveryTracker>,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        let (to, from) = (dir.clone(), tracker.clone());
+        match tokio::task::spawn_blocking(move || save(&to, &from)).await {
+            Ok(Ok(position)) => tracing::debug!(%position, "progress saved"),
+            Ok(Err(err)) => tracing::warn!(
+                dir = %dir.display(),
+                error = %err,
+                "saving progress failed; will retry"
+            ),
+            Err(err) => tracing::warn!(error = %err, "saving progress failed; will retry"),
+        }
+    }
+}

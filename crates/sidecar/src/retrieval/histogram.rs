@@ -1,0 +1,522 @@
+//! Classic Prometheus histograms to Cloud Monitoring distributions.
+//!
+//! A histogram is several Prometheus series (`_bucket` per `le` bound, `_sum`, `_count`) that a
+//! scrape writes next to each other with one timestamp. [`RunCollector`] gathers such a run of
+//! adjacent samples (same output series, same timestamp) into a [`HistogramRun`];
+//! [`HistogramBaselines`] turns runs into cumulative distribution points: the first run of a
+//! histogram is its baseline, later runs are measured from it, a count or bucket going down is a
+//! reset, and a new bucket bound starts a new baseline. A run Cloud Monitoring would refuse is
+//! reported with its reason instead of becoming a point.
+//!
+//! Must never: look series up, queue points, or decide ordering between points (the converter's
+//! ordering guard does that for every kind alike).
+//!
+//! Fixed quirk: the original kept a baseline per part series, so a bucket that did not go down
+//! when the `_count` did kept its old baseline and the bucket counts stopped adding up; here the
+//! whole histogram resets together.
+
+use std::sync::Arc;
+
+use ahash::AHashMap;
+
+use super::resolve::HistogramPart;
+use crate::export::{Distribution, SeriesPrototype};
+use crate::stats::HistogramDrop;
+
+/// The samples of one histogram at one timestamp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramRun {
+    /// The output series (every part of one histogram resolves to the same identity).
+    pub prototype: Arc<SeriesPrototype>,
+    /// Timestamp shared by every part (ms).
+    pub t: i64,
+    /// `_count` value, if its sample was in the run.
+    pub count: Option<f64>,
+    /// `_sum` value, if its sample was in the run.
+    pub sum: Option<f64>,
+    /// `(le, cumulative count)` per `_bucket` sample, in arrival order.
+    pub buckets: Vec<(f64, f64)>,
+}
+
+impl HistogramRun {
+    fn new(prototype: Arc<SeriesPrototype>, t: i64) -> HistogramRun {
+        HistogramRun {
+            prototype,
+            t,
+            count: None,
+            sum: None,
+            buckets: Vec::new(),
+        }
+    }
+
+    /// Adds one part; false (and nothing added) when the run already has that part, which
+    /// means the sample belongs to another run.
+    fn add(&mut self, part: HistogramPart, v: f64) -> bool {
+        match part {
+            HistogramPart::Count if self.count.is_none() => self.count = Some(v),
+            HistogramPart::Sum if self.sum.is_none() => self.sum = Some(v),
+            HistogramPart::Bucket(le) if !self.buckets.iter().any(|(b, _)| *b == le) => {
+                self.buckets.push((le, v))
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// Gathers adjacent histogram samples into runs.
+///
+/// The sample loop feeds every histogram part sample with [`RunCollector::add`] and calls
+/// [`RunCollector::finish`] when a sample of anything else arrives and at the end of each WAL
+/// record: a histogram's parts are only joined when they are adjacent in one record, as the
+/// original required (a scrape writes them that way). Samples of series that are not resolved
+/// neither join nor end a run.
+#[derive(Debug, Default)]
+pub struct RunCollector {
+    open: Option<HistogramRun>,
+}
+
+impl RunCollector {
+    /// Adds a sample of a histogram part. Returns the previous run when this sample cannot
+    /// belong to it (another histogram, another timestamp, or a part it already has).
+    pub fn add(
+        &mut self,
+        prototype: &Arc<SeriesPrototype>,
+        part: HistogramPart,
+        t: i64,
+        v: f64,
+    ) -> Option<HistogramRun> {
+        if let Some(run) = &mut self.open
+            && run.t == t
+            && run.prototype.hash == prototype.hash
+            && run.add(part, v)
+        {
+            return None;
+        }
+        let mut run = HistogramRun::new(prototype.clone(), t);
+        run.add(part, v);
+        self.open.replace(run)
+    }
+
+    /// Ends the open run, if any.
+    pub fn finish(&mut self) -> Option<HistogramRun> {
+        self.open.take()
+    }
+}
+
+/// Why a run produced no point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistogramSkip {
+    /// The run became the histogram's (new) baseline: its first run, or one with a new bucket.
+    Baseline,
+    /// Cloud Monitoring would refuse the distribution.
+    Invalid(HistogramDrop),
+}
+
+/// What a histogram's points are measured from.
+#[derive(Debug, Clone)]
+struct HistogramState {
+    /// Start of the current interval (ms).
+    start_ms: i64,
+    /// Subtracted from `_count`, `_sum` and each bucket; zero after a reset.
+    base: Snapshot,
+    /// The last run's values, to detect resets.
+    previous: Snapshot,
+}
+
+/// Values of one run; buckets sorted by bound.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
+    count: f64,
+    sum: f64,
+    buckets: Vec<(f64, f64)>,
+}
+
+impl Snapshot {
+    fn of(run: &HistogramRun, count: f64) -> Snapshot {
+        Snapshot {
+            count,
+            sum: run.sum.unwrap_or(0.0),
+            buckets: run.buckets.clone(),
+        }
+    }
+
+    fn bucket(&self, le: f64) -> Option<f64> {
+        self.buckets
+            .binary_search_by(|(b, _)| b.total_cmp(&le))
+            .ok()
+            .map(|i| self.buckets[i].1)
+    }
+}
+
+/// Baselines of every histogram, by output series hash.
+#[derive(Debug, Default)]
+pub struct HistogramBaselines {
+    states: AHashMap<u64, HistogramState>,
+}
+
+impl HistogramBaselines {
+    /// The interval start and distribution for a finished run, or why there is none. Baseline
+    /// state is updated even when the distribution is then refused, as for counters.
+    pub fn convert(&mut self, mut run: HistogramRun) -> Result<(i64, Distribution), HistogramSkip> {
+        let count = run
+            .count
+            .ok_or(HistogramSkip::Invalid(HistogramDrop::MissingCount))?;
+        run.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if run.buckets.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(HistogramSkip::Invalid(HistogramDrop::DuplicateBounds));
+        }
+        if !run.buckets.iter().any(|(le, _)| le.is_finite()) {
+            return Err(HistogramSkip::Invalid(HistogramDrop::NoFiniteBounds));
+        }
+        let snapshot = Snapshot::of(&run, count);
+        let state = match self.states.get_mut(&run.prototype.hash) {
+            Some(state) => state,
+            None => {
+                self.states.insert(
+                    run.prototype.hash,
+                    HistogramState {
+                        start_ms: run.t,
+                        base: snapshot.clone(),
+                        previous: snapshot,
+                    },
+                );
+                return Err(HistogramSkip::Baseline);
+            }
+        };
+        // The original skipped once when a bucket appeared (its series had no baseline yet);
+        // here the whole histogram starts over from this run, so later points add up.
+        if run
+            .buckets
+            .iter()
+            .any(|(le, _)| state.base.bucket(*le).is_none())
+        {
+            *state = HistogramState {
+                start_ms: run.t,
+                base: snapshot.clone(),
+                previous: snapshot,
+            };
+            return Err(HistogramSkip::Baseline);
+        }
+        let went_down = count < state.previous.count
+            || run
+                .buckets
+                .iter()
+                .any(|(le, v)| state.previous.bucket(*le).is_some_and(|p| *v < p));
+        if went_down {
+            // Same rule as counters: the new interval starts 1 ms before the sample that went
+            // down, and values count from zero.
+            state.start_ms = run.t - 1;
+            state.base = Snapshot {
+                count: 0.0,
+                sum: 0.0,
+                buckets: state
+                    .base
+                    .buckets
+                    .iter()
+                    .map(|(le, _)| (*le, 0.0))
+                    .collect(),
+            };
+        }
+        let adjusted = Snapshot {
+            count: count - state.base.count,
+            sum: snapshot.sum - state.base.sum,
+            buckets: run
+                .buckets
+                .iter()
+                .map(|(le, v)| (*le, v - state.base.bucket(*le).unwrap_or(0.0)))
+                .collect(),
+        };
+        state.previous = snapshot;
+        let start = state.start_ms;
+        distribution(&adjusted).map(|d| (start, d))
+    }
+}
+
+/// Converts cumulative buckets (sorted by bound, at least one finite) to a distribution with
+/// explicit bounds: the finite bounds, one count per bucket, the `+Inf` bucket (or what `_count`
+/// leaves above the last bound) as overflow. Counts are truncated toward zero, as the original.
+fn distribution(h: &Snapshot) -> Result<Distribution, HistogramSkip> {
+    let count = h.count.trunc() as i64;
+    let mean = if count > 0 { h.sum / h.count } else { 0.0 };
+    let mut bounds = Vec::with_capacity(h.buckets.len());
+    let mut bucket_counts = Vec::with_capacity(h.buckets.len() + 1);
+    let mut ssd = 0.0;
+    let (mut lower, mut previous) = (0.0, 0i64);
+    for &(le, cumulative) in &h.buckets {
+        let cumulative = cumulative.trunc() as i64;
+        let in_bucket = cumulative - previous;
+        if in_bucket < 0 {
+            return Err(HistogramSkip::Invalid(HistogramDrop::DecreasingBuckets));
+        }
+        // The +Inf bucket has no upper bound: its midpoint is taken as the last finite bound.
+        let upper = if le.is_finite() { le } else { lower };
+        let mid = (lower + upper) / 2.0;
+        ssd += in_bucket as f64 * (mid - mean) * (mid - mean);
+        if le.is_finite() {
+            bounds.push(le);
+        }
+        bucket_counts.push(in_bucket);
+        lower = upper;
+        previous = cumulative;
+    }
+    // Without a +Inf bucket, the overflow bucket holds what `_count` has beyond the last bound
+    // (the original sent one count fewer than the API's bucket layout, an unspecified case).
+    if bucket_counts.len() == bounds.len() {
+        let overflow = count - previous;
+        if overflow < 0 {
+            return Err(HistogramSkip::Invalid(HistogramDrop::CountMismatch));
+        }
+        ssd += overflow as f64 * (lower - mean) * (lower - mean);
+        bucket_counts.push(overflow);
+    }
+    if bucket_counts.iter().sum::<i64>() != count {
+        return Err(HistogramSkip::Invalid(HistogramDrop::CountMismatch));
+    }
+    Ok(Distribution {
+        count,
+        mean,
+        sum_of_squared_deviation: ssd,
+        bounds,
+        bucket_counts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::PointKind;
+
+    const INF: f64 = f64::INFINITY;
+
+    fn proto(name: &str) -> Arc<SeriesPrototype> {
+        Arc::new(SeriesPrototype::new(
+            format!("t/{name}"),
+            &[],
+            "generic_task",
+            &[],
+            PointKind::CumulativeDistribution,
+        ))
+    }
+
+    fn run(t: i64, count: Option<f64>, sum: f64, buckets: &[(f64, f64)]) -> HistogramRun {
+        HistogramRun {
+            prototype: proto("h"),
+            t,
+            count,
+            sum: Some(sum),
+            buckets: buckets.to_vec(),
+        }
+    }
+
+    /// A histogram with bounds 1 and 2 whose cumulative bucket values are `c1 ≤ c2 ≤ total`.
+    fn h12(t: i64, c1: f64, c2: f64, total: f64, sum: f64) -> HistogramRun {
+        run(t, Some(total), sum, &[(2.0, c2), (INF, total), (1.0, c1)])
+    }
+
+    #[test]
+    fn first_run_is_the_baseline_and_later_runs_count_from_it() {
+        let mut b = HistogramBaselines::default();
+        assert_eq!(
+            b.convert(h12(1000, 1.0, 2.0, 3.0, 4.0)),
+            Err(HistogramSkip::Baseline)
+        );
+        let (start, d) = b.convert(h12(2000, 3.0, 5.0, 8.0, 14.0)).unwrap();
+        assert_eq!(start, 1000);
+        assert_eq!(d.count, 5);
+        assert_eq!(d.mean, 2.0);
+        assert_eq!(d.bounds, [1.0, 2.0]);
+        // Increases of the cumulative buckets: ≤1: 2, ≤2: 3, +Inf: 5.
+        assert_eq!(d.bucket_counts, [2, 1, 2]);
+    }
+
+    #[test]
+    fn bucket_conversion_mean_and_squared_deviation_follow_the_original() {
+        let mut b = HistogramBaselines::default();
+        let _ = b.convert(h12(1000, 0.0, 0.0, 0.0, 0.0));
+        // 1 observation ≤ 1, 2 in (1, 2], 1 above 2; sum 6 → mean 1.5.
+        let (_, d) = b.convert(h12(2000, 1.0, 3.0, 4.0, 6.0)).unwrap();
+        assert_eq!(d.count, 4);
+        assert_eq!(d.mean, 1.5);
+        assert_eq!(d.bucket_counts, [1, 2, 1]);
+        // Midpoints 0.5, 1.5 and (for +Inf) the last bound, 2.
+        let expected =
+            (0.5f64 - 1.5).powi(2) + 2.0 * (1.5f64 - 1.5).powi(2) + (2.0f64 - 1.5).powi(2);
+        assert_eq!(d.sum_of_squared_deviation, expected);
+    }
+
+    #[test]
+    fn zero_observations_give_zero_mean_and_deviation() {
+        let mut b = HistogramBaselines::default();
+        let _ = b.convert(h12(1000, 1.0, 1.0, 1.0, 5.0));
+        let (_, d) = b.convert(h12(2000, 1.0, 1.0, 1.0, 5.0)).unwrap();
+        assert_eq!((d.count, d.mean, d.sum_of_squared_deviation), (0, 0.0, 0.0));
+        assert_eq!(d.bucket_counts, [0, 0, 0]);
+    }
+
+    #[test]
+    fn only_a_plus_inf_bucket_is_refused() {
+        let mut b = HistogramBaselines::default();
+        let r = run(1000, Some(1.0), 1.0, &[(INF, 1.0)]);
+        assert_eq!(
+            b.convert(r),
+            Err(HistogramSkip::Invalid(HistogramDrop::NoFiniteBounds))
+        );
+        let r = run(1000, Some(1.0), 1.0, &[]);
+        assert_eq!(
+            b.convert(r),
+            Err(HistogramSkip::Invalid(HistogramDrop::NoFiniteBounds))
+        );
+    }
+
+    #[test]
+    fn no_count_no_point() {
+        let mut b = HistogramBaselines::default();
+        let _ = b.convert(h12(1000, 1.0, 2.0, 3.0, 4.0));
+        let r = run(2000, None, 5.0, &[(1.0, 2.0), (INF, 4.0)]);
+        assert_eq!(
+            b.convert(r),
+            Err(HistogramSkip::Invalid(HistogramDrop::MissingCount))
+        );
+    }
+
+    #[test]
+    fn a_new_bucket_skips_once_then_counts_from_there() {
+        let mut b = HistogramBaselines::default();
+        let _ = b.convert(run(1000, Some(2.0), 2.0, &[(1.0, 1.0), (INF, 2.0)]));
+        let (start, _) = b
+            .convert(run(2000, Some(3.0), 3.0, &[(1.0, 2.0), (INF, 3.0)]))
+            .unwrap();
+        assert_eq!(start, 1000);
+        let with_new = |t, c1, c2, total: f64| {
+            run(t, Some(total), total, &[(1.0, c1), (2.0, c2), (INF, total)])
+        };
+        assert_eq!(
+            b.convert(with_new(3000, 2.0, 3.0, 4.0)),
+            Err(HistogramSkip::Baseline)
+        );
+        let (start, d) = b.convert(with_new(4000, 3.0, 5.0, 7.0)).unwrap();
+        assert_eq!(start, 3000);
+        assert_eq!(d.count, 3);
+        assert_eq!(d.bounds, [1.0, 2.0]);
+        assert_eq!(d.bucket_counts, [1, 1, 1]);
+    }
+
+    #[test]
+    fn a_bucket_disappearing_does_not_skip() {
+        let mut b = HistogramBaselines::default();
+        let _ = b.convert(h12(1000, 1.0, 2.0, 3.0, 3.0));
+        let (_, d) = b
+            .convert(run(2000, Some(5.0), 5.0, &[(2.0, 3.0), (INF, 5.0)]))
+            .unwrap();
+        assert_eq!(d.bounds, [2.0]);
+        assert_eq!(d.bucket_counts, [1, 1]);
+    }
+
+    #[test]
+    fn a_reset_in_the_middle_starts_a_new_interval_1ms_before() {
+        let mut b = HistogramBaselines::default();
+        let _ = b.convert(h12(1000, 5.0, 8.0, 10.0, 20.0));
+        let (start, d) = b.convert(h12(2000, 6.0, 9.0, 12.0, 24.0)).unwrap();
+        assert_eq!((start, d.count), (1000, 2));
+        // The target restarted: `_count` went down while bucket ≤2 did not; the whole
+        // histogram resets together.
+        let (start, d) = b.convert(h12(3000, 1.0, 9.0, 9.0, 9.0)).unwrap();
+        assert_eq!(start, 2999);
+        assert_eq!(d.count, 9);
+        assert_eq!(d.bucket_counts, [1, 8, 0]);
+        let (start, d) = b.convert(h12(4000, 2.0, 10.0, 11.0, 12.0)).unwrap();
+        assert_eq!(start, 2999);
+        assert_eq!(d.count, 11);
+        assert_eq!(d.bucket_counts, [2, 8, 1]);
+    }
+
+    #[test]
+    fn a_bucket_going_down_is_a_reset_too() {
+        let mut b = HistogramBaselines::default();
+        let _ = b.convert(h12(1000, 5.0, 8.0, 10.0, 20.0));
+        let (start, d) = b.convert(h12(2000, 1.0, 8.0, 10.0, 20.0)).unwrap();
+        assert_eq!(start, 1999);
+        assert_eq!(d.bucket_counts, [1, 7, 2]);
+    }
+
+    #[test]
+    fn decreasing_cumulative_buckets_are_refused() {
+        let mut b = HistogramBaselines::default();
+        let _ = b.convert(h12(1000, 0.0, 0.0, 0.0, 0.0));
+        assert_eq!(
+            b.convert(h12(2000, 3.0, 2.0, 4.0, 4.0)),
+            Err(HistogramSkip::Invalid(HistogramDrop::DecreasingBuckets))
+        );
+    }
+
+    #[test]
+    fn buckets_not_adding_up_to_the_count_are_refused() {
+        let mut b = HistogramBaselines::default();
+        let _ = b.convert(h12(1000, 0.0, 0.0, 0.0, 0.0));
+        // +Inf bucket says 4 observations, _count says 5 (a racy client).
+        let r = run(2000, Some(5.0), 4.0, &[(1.0, 1.0), (2.0, 2.0), (INF, 4.0)]);
+        assert_eq!(
+            b.convert(r),
+            Err(HistogramSkip::Invalid(HistogramDrop::CountMismatch))
+        );
+    }
+
+    #[test]
+    fn without_plus_inf_the_overflow_is_what_count_leaves() {
+        let mut b = HistogramBaselines::default();
+        let _ = b.convert(run(1000, Some(0.0), 0.0, &[(1.0, 0.0)]));
+        let (_, d) = b.convert(run(2000, Some(3.0), 3.0, &[(1.0, 1.0)])).unwrap();
+        assert_eq!(d.bounds, [1.0]);
+        assert_eq!(d.bucket_counts, [1, 2]);
+        let _ = b.convert(run(3000, Some(4.0), 3.0, &[(1.0, 1.0)]));
+        assert_eq!(
+            b.convert(run(4000, Some(4.0), 3.0, &[(1.0, 5.0)])),
+            Err(HistogramSkip::Invalid(HistogramDrop::CountMismatch))
+        );
+    }
+
+    #[test]
+    fn duplicate_bounds_are_refused() {
+        let mut b = HistogramBaselines::default();
+        // `le="1"` and `le="1.0"` parse to the same bound.
+        let r = run(1000, Some(2.0), 2.0, &[(1.0, 1.0), (1.0, 1.0), (INF, 2.0)]);
+        assert_eq!(
+            b.convert(r),
+            Err(HistogramSkip::Invalid(HistogramDrop::DuplicateBounds))
+        );
+    }
+
+    #[test]
+    fn histograms_are_tracked_separately() {
+        let mut b = HistogramBaselines::default();
+        let _ = b.convert(h12(1000, 1.0, 2.0, 3.0, 4.0));
+        let mut other = h12(1000, 1.0, 2.0, 3.0, 4.0);
+        other.prototype = proto("other");
+        assert_eq!(b.convert(other), Err(HistogramSkip::Baseline));
+    }
+
+    #[test]
+    fn adjacent_parts_with_one_timestamp_form_one_run() {
+        let (a, other) = (proto("a"), proto("b"));
+        let mut c = RunCollector::default();
+        assert_eq!(c.add(&a, HistogramPart::Bucket(1.0), 10, 1.0), None);
+        assert_eq!(c.add(&a, HistogramPart::Bucket(INF), 10, 2.0), None);
+        assert_eq!(c.add(&a, HistogramPart::Sum, 10, 3.0), None);
+        assert_eq!(c.add(&a, HistogramPart::Count, 10, 2.0), None);
+        // Another histogram ends the run.
+        let done = c.add(&other, HistogramPart::Count, 10, 7.0).unwrap();
+        assert_eq!(done.count, Some(2.0));
+        assert_eq!(done.sum, Some(3.0));
+        assert_eq!(done.buckets, [(1.0, 1.0), (INF, 2.0)]);
+        // Another timestamp ends the run.
+        let done = c.add(&other, HistogramPart::Sum, 11, 1.0).unwrap();
+        assert_eq!((done.t, done.count, done.sum), (10, Some(7.0), None));
+        // A part the run already has ends it (two series collapsing to one output series).
+        let done = c.add(&other, HistogramPart::Sum, 11, 2.0).unwrap();
+        assert_eq!(done.sum, Some(1.0));
+        let last = c.finish().unwrap();
+        assert_eq!(last.sum, Some(2.0));
+        assert_eq!(c.finish(), None);
+    }
+}
