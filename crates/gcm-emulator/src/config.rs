@@ -36,6 +36,28 @@ pub struct EmulatorConfig {
     pub summary_interval: Option<Duration>,
     /// Delay before answering each `CreateTimeSeries`, to imitate a slow API.
     pub create_latency: Duration,
+    /// Share (0 to 1) of `CreateTimeSeries` calls answered with [`EmulatorConfig::fault_code`]
+    /// without being handled, chosen at random.
+    pub fault_ratio: f64,
+    /// The status code of injected failures (default UNAVAILABLE).
+    pub fault_code: tonic::Code,
+    /// Share (0 to 1) of the series of each handled request refused as a partial failure
+    /// (`INVALID_ARGUMENT` with a `CreateTimeSeriesSummary`), chosen at random; the other series
+    /// are handled normally.
+    pub partial_failure_ratio: f64,
+    /// A window during which every `CreateTimeSeries` call answers UNAVAILABLE.
+    pub outage: Option<Outage>,
+    /// Seed of the random choices of injected faults, so that a run can be repeated.
+    pub fault_seed: u64,
+}
+
+/// A time window, counted from when the emulator starts serving, during which the API is down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outage {
+    /// When the outage starts, after the server started.
+    pub after: Duration,
+    /// How long it lasts.
+    pub duration: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -49,6 +71,11 @@ impl Default for EmulatorConfig {
             field_errors_reject_request: false,
             summary_interval: Some(Duration::from_secs(10)),
             create_latency: Duration::ZERO,
+            fault_ratio: 0.0,
+            fault_code: tonic::Code::Unavailable,
+            partial_failure_ratio: 0.0,
+            outage: None,
+            fault_seed: 1,
         }
     }
 }

@@ -51,11 +51,13 @@ pub(crate) fn project_id(name: &str) -> Option<&str> {
     valid.then_some(id)
 }
 
-/// Handles one request against `store`, at wall-clock time `now`.
+/// Handles one request against `store`, at wall-clock time `now`. Series `i` with
+/// `refused[i]` set is refused as an injected partial failure (missing entries: not refused).
 pub(crate) fn create_time_series(
     store: &Store,
     cfg: &EmulatorConfig,
     request: &CreateTimeSeriesRequest,
+    refused: &[bool],
     now: Nanos,
 ) -> Result<(), Status> {
     let mut state = store.lock();
@@ -98,6 +100,10 @@ pub(crate) fn create_time_series(
     for (i, ts) in all.iter().enumerate() {
         let outcome = match duplicates.get(&i) {
             Some(&first) => Err(duplicate_problem(first)),
+            None if refused.get(i).copied().unwrap_or(false) => Err(Problem::series(
+                RejectReason::InjectedFault,
+                "Injected partial failure: this series was not written.".to_owned(),
+            )),
             None => {
                 let metric_type = ts
                     .metric

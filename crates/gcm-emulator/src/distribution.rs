@@ -13,6 +13,9 @@ use std::cmp::Ordering;
 use gcm_api::api::Distribution;
 use gcm_api::api::distribution::bucket_options::Options;
 
+/// Most buckets a distribution may have, underflow and overflow included.
+pub(crate) const MAX_BUCKETS: usize = 200;
+
 /// Checks `d`, answering the detail of the first rule it breaks.
 pub(crate) fn check(d: &Distribution) -> Result<(), String> {
     if d.count < 0 {
@@ -36,6 +39,11 @@ pub(crate) fn check(d: &Distribution) -> Result<(), String> {
         return Err("Distribution has |bucket_counts| but no bucket_options.".to_owned());
     };
     let buckets = bucket_count(options.options.as_ref())?;
+    if buckets > MAX_BUCKETS {
+        return Err(format!(
+            "Distribution has {buckets} buckets, more than the {MAX_BUCKETS} allowed."
+        ));
+    }
     if d.bucket_counts.len() > buckets {
         return Err(format!(
             "Distribution value has {} |bucket_counts| fields, which is more than the {} buckets \

@@ -31,20 +31,28 @@
 //! * no series twice in one request (same metric type and labels, same resource type and labels);
 //! * a metric type `<writable domain>/<path>` (`custom.`, `external.`, `workload.` or
 //!   `prometheus.googleapis.com`; colons only under `prometheus.googleapis.com`);
-//! * label keys `[A-Za-z][A-Za-z0-9_]*` of at most 100 characters, values of at most 1024;
+//! * label keys `[A-Za-z][A-Za-z0-9_]*` of at most 100 characters, values of at most 1024 bytes;
 //! * a monitored resource with a type; exactly one point with a value;
 //! * GAUGE or CUMULATIVE (DELTA cannot be auto-created); BOOL, INT64, DOUBLE or DISTRIBUTION
 //!   values agreeing with the declared value type;
-//! * distributions per `google.api.Distribution` (see `distribution.rs`);
+//! * distributions per `google.api.Distribution` (see `distribution.rs`), at most 200 buckets;
 //! * GAUGE: no start time or start == end; CUMULATIVE: start < end;
 //! * end time within [now − 25 h, now + 5 min] (configurable);
 //! * kind and value type equal to the metric descriptor's (the first accepted write creates it);
 //!   at most 30 label keys per descriptor (100 under `prometheus.googleapis.com`);
 //! * end times strictly increasing per series; a cumulative start time equal to the previous one
 //!   or at/after the previous end; ends at least the sampling period (5 s) apart.
+//!
+//! # Fault injection
+//!
+//! [`EmulatorConfig`] can make calls fail as the real API sometimes does: a share of calls
+//! answered with a chosen code (`fault_ratio`, `fault_code`), a share of series refused as partial
+//! failures (`partial_failure_ratio`), and an outage window when every call answers UNAVAILABLE
+//! (`outage`); tests can also queue failures with [`Emulator::fail_next_creates`].
 
 mod create;
 mod distribution;
+mod faults;
 mod filter;
 mod identity;
 mod list;
@@ -55,6 +63,7 @@ mod time;
 mod validate;
 
 pub mod config;
+pub mod summary;
 pub mod top;
 
 use std::net::SocketAddr;
@@ -65,7 +74,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
-pub use config::EmulatorConfig;
+pub use config::{EmulatorConfig, Outage};
 pub use create::MAX_SERIES_PER_REQUEST;
 pub use reason::RejectReason;
 pub use store::{Stats, Store, StoredSeries};
@@ -115,6 +124,7 @@ impl Emulator {
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<RunningEmulator> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        self.shared.injected.start();
         let (stop, stopped) = watch::channel(());
 
         let service = MetricServiceServer::new(EmulatorService {

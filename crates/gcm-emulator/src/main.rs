@@ -68,6 +68,52 @@ struct ServeArgs {
     /// Delay before answering each CreateTimeSeries.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     create_latency: Duration,
+    /// Share (0 to 1) of CreateTimeSeries calls failing with --fault-code, chosen at random.
+    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
+    fault_ratio: f64,
+    /// gRPC code of injected failures: unavailable, internal, deadline-exceeded,
+    /// resource-exhausted, aborted, invalid-argument or permission-denied.
+    #[arg(long, default_value = "unavailable", value_parser = fault_code)]
+    fault_code: tonic::Code,
+    /// Share (0 to 1) of the series of each request refused as a partial failure
+    /// (INVALID_ARGUMENT with a CreateTimeSeriesSummary); the others are written.
+    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
+    partial_failure_ratio: f64,
+    /// Start of an outage (every call answers UNAVAILABLE), counted from start-up; needs
+    /// --outage-duration.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    outage_after: Duration,
+    /// Length of the outage; 0s means none.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    outage_duration: Duration,
+    /// Seed of the random choices of injected faults.
+    #[arg(long, default_value_t = 1)]
+    fault_seed: u64,
+    /// Address of an HTTP server showing a plain-text summary of what the emulator holds
+    /// (`/`); not served when empty.
+    #[arg(long, default_value = "")]
+    http_address: String,
+}
+
+fn ratio(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{raw:?} is not a number from 0 to 1")),
+    }
+}
+
+fn fault_code(raw: &str) -> Result<tonic::Code, String> {
+    use tonic::Code;
+    Ok(match raw {
+        "unavailable" => Code::Unavailable,
+        "internal" => Code::Internal,
+        "deadline-exceeded" => Code::DeadlineExceeded,
+        "resource-exhausted" => Code::ResourceExhausted,
+        "aborted" => Code::Aborted,
+        "invalid-argument" => Code::InvalidArgument,
+        "permission-denied" => Code::PermissionDenied,
+        other => return Err(format!("{other:?} is not a supported code")),
+    })
 }
 
 #[derive(Args, Debug)]
@@ -106,6 +152,14 @@ impl ServeArgs {
             field_errors_reject_request: self.field_errors_reject_request,
             summary_interval: nonzero(self.summary_interval),
             create_latency: self.create_latency,
+            fault_ratio: self.fault_ratio,
+            fault_code: self.fault_code,
+            partial_failure_ratio: self.partial_failure_ratio,
+            outage: nonzero(self.outage_duration).map(|duration| gcm_emulator::Outage {
+                after: self.outage_after,
+                duration,
+            }),
+            fault_seed: self.fault_seed,
         }
     }
 }
@@ -146,6 +200,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .serve(args.listen_address)
         .await
         .with_context(|| format!("cannot listen on --listen-address {}", args.listen_address))?;
+    if !args.http_address.is_empty() {
+        let addr: SocketAddr = args
+            .http_address
+            .parse()
+            .with_context(|| format!("--http-address {:?} is not host:port", args.http_address))?;
+        let bound = gcm_emulator::summary::serve(emulator.clone(), addr)
+            .await
+            .with_context(|| format!("cannot listen on --http-address {addr}"))?;
+        tracing::info!(addr = %bound, "gcm-emulator summary over HTTP");
+    }
     stop_requested().await;
     tracing::info!("{}", emulator.store().stats().summary_line());
     running

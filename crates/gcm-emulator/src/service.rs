@@ -1,7 +1,7 @@
 //! The gRPC face of the emulator: `MetricService` methods mapped to the store.
 //!
 //! Owns the order of events for each call (the configured latency, then an injected fault if one
-//! is queued, then the real handling) and the debug log of refused writes. It must never hold
+//! is queued or drawn, then the real handling, where a drawn share of series may be refused) and the debug log of refused writes. It must never hold
 //! rules itself: those live in [`crate::create`], [`crate::validate`] and [`crate::store`].
 
 use std::collections::VecDeque;
@@ -15,6 +15,7 @@ use gcm_api::monitoring::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::faults::Faults;
 use crate::store::Store;
 use crate::{EmulatorConfig, create, list, time};
 
@@ -25,6 +26,8 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     /// Statuses the next `CreateTimeSeries` calls answer instead of being handled, in order.
     pub(crate) faults: Mutex<VecDeque<Status>>,
+    /// Faults injected by configuration (random failures, partial failures, an outage).
+    pub(crate) injected: Faults,
 }
 
 /// The `MetricService` implementation served by the emulator.
@@ -47,12 +50,22 @@ impl MetricService for EmulatorService {
             .faults
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pop_front();
+            .pop_front()
+            .or_else(|| shared.injected.call_fault(&shared.config));
         if let Some(status) = fault {
             create::count_injected_fault(&shared.store, &request);
             return Err(status);
         }
-        match create::create_time_series(&shared.store, &shared.config, &request, time::now()) {
+        let refused = shared
+            .injected
+            .refused_series(&shared.config, request.time_series.len());
+        match create::create_time_series(
+            &shared.store,
+            &shared.config,
+            &request,
+            &refused,
+            time::now(),
+        ) {
             Ok(()) => Ok(Response::new(())),
             Err(status) => {
                 tracing::debug!(code = ?status.code(), message = status.message(), "CreateTimeSeries refused");

@@ -37,7 +37,8 @@ pub(crate) const PROMETHEUS_DOMAIN: &str = "prometheus.googleapis.com";
 pub(crate) const PROMETHEUS_MAX_LABELS: usize = 100;
 
 const MAX_LABEL_KEY_CHARS: usize = 100;
-const MAX_LABEL_VALUE_CHARS: usize = 1024;
+/// The API counts label values in bytes of UTF-8.
+const MAX_LABEL_VALUE_BYTES: usize = 1024;
 
 /// Whether a problem used to refuse the whole request (field) or only its series (series).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,7 +199,7 @@ pub(crate) fn check_metric_type(metric_type: &str) -> Result<(), String> {
 }
 
 /// Label keys start with a letter and hold letters, digits and underscores (at most 100);
-/// values hold at most 1024 characters.
+/// values hold at most 1024 bytes.
 fn check_label(key: &str, value: &str) -> Result<(), String> {
     let mut chars = key.chars();
     let key_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -211,11 +212,11 @@ fn check_label(key: &str, value: &str) -> Result<(), String> {
              {MAX_LABEL_KEY_CHARS} characters long."
         ));
     }
-    let value_chars = value.chars().count();
-    if value_chars > MAX_LABEL_VALUE_CHARS {
+    if value.len() > MAX_LABEL_VALUE_BYTES {
         return Err(format!(
             "Field metric.labels[{key}] had an invalid value: a label value must be at most \
-             {MAX_LABEL_VALUE_CHARS} characters long, this one has {value_chars}."
+             {MAX_LABEL_VALUE_BYTES} bytes long, this one has {}.",
+            value.len()
         ));
     }
     Ok(())
@@ -392,5 +393,80 @@ mod tests {
             assert!(check_label(bad, "v").is_err(), "{bad}");
         }
         assert!(check_label("k", &"v".repeat(1025)).is_err());
+    }
+
+    mod shared {
+        include!("../../gcm-api/testdata/validation_cases.rs");
+    }
+
+    #[test]
+    fn every_shared_case_is_judged_as_the_sidecar_judges_it() {
+        use gcm_api::api::distribution::BucketOptions;
+        use gcm_api::api::distribution::bucket_options::{Explicit, Options};
+        use gcm_api::api::{Distribution, Metric, MonitoredResource};
+        use gcm_api::monitoring::{Point, TimeInterval, TypedValue};
+        use shared::{CaseValue, cases};
+
+        let cfg = EmulatorConfig::default();
+        let now = time::now();
+        let ts_of = |ms: i64| Timestamp {
+            seconds: ms.div_euclid(1000),
+            nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+        };
+        let now_ms = (now / 1_000_000) as i64;
+        for case in cases() {
+            let end_ms = now_ms - case.age_ms;
+            let (value, value_type) = match &case.value {
+                CaseValue::Double(v) => (Value::DoubleValue(*v), ValueType::Double),
+                CaseValue::Distribution {
+                    count,
+                    mean,
+                    sum_of_squared_deviation,
+                    bounds,
+                    bucket_counts,
+                } => (
+                    Value::DistributionValue(Distribution {
+                        count: *count,
+                        mean: *mean,
+                        sum_of_squared_deviation: *sum_of_squared_deviation,
+                        bucket_options: Some(BucketOptions {
+                            options: Some(Options::ExplicitBuckets(Explicit {
+                                bounds: bounds.clone(),
+                            })),
+                        }),
+                        bucket_counts: bucket_counts.clone(),
+                        ..Default::default()
+                    }),
+                    ValueType::Distribution,
+                ),
+            };
+            let kind = if case.cumulative {
+                MetricKind::Cumulative
+            } else {
+                MetricKind::Gauge
+            };
+            let ts = TimeSeries {
+                metric: Some(Metric {
+                    r#type: case.metric_type.clone(),
+                    labels: case.labels.iter().cloned().collect(),
+                }),
+                resource: Some(MonitoredResource {
+                    r#type: case.resource_type.clone(),
+                    labels: Default::default(),
+                }),
+                metric_kind: kind as i32,
+                value_type: value_type as i32,
+                points: vec![Point {
+                    interval: Some(TimeInterval {
+                        end_time: Some(ts_of(end_ms)),
+                        start_time: case.start_before_end_ms.map(|d| ts_of(end_ms - d)),
+                    }),
+                    value: Some(TypedValue { value: Some(value) }),
+                }],
+                ..Default::default()
+            };
+            let got = check(&ts, None, &cfg, now).err().map(|p| p.reason.as_str());
+            assert_eq!(got, case.broken, "{}", case.name);
+        }
     }
 }

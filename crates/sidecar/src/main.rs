@@ -13,7 +13,9 @@ use anyhow::{Context, anyhow};
 use clap::Parser;
 use prometheus_wal::{FollowOptions, Follower};
 use stackdriver_prometheus_sidecar::config::{Config, Flags, LogFormat, LogLevel, WalStart};
-use stackdriver_prometheus_sidecar::export::{ExportConfig, Exporter, GrpcSink};
+use stackdriver_prometheus_sidecar::export::{
+    ExportConfig, Exporter, FileSink, GrpcSink, client::install_crypto_provider,
+};
 use stackdriver_prometheus_sidecar::metadata::MetadataCache;
 use stackdriver_prometheus_sidecar::observe::recent::RecentErrors;
 use stackdriver_prometheus_sidecar::progress::{
@@ -41,6 +43,8 @@ const TARGETS_REFRESH: Duration = Duration::from_secs(180);
 const PROGRESS_SAVE_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a progress line is logged.
 const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// Longest wait for a first access token at start-up.
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for queued points to be sent at shutdown.
 const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -62,6 +66,8 @@ fn main() -> ExitCode {
     };
     let recent = RecentErrors::default();
     init_logging(config.log_level, config.log_format, &recent);
+    // Before any TLS client exists (the API channel, the credentials' token requests).
+    install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -128,14 +134,45 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     let tracker = Arc::new(DeliveryTracker::new(SHARDS, resume.position).with_marks(marks));
     resume.register_all(&tracker);
 
-    let sink = GrpcSink::new(&config.api, SEND_TIMEOUT)
-        .map_err(|e| anyhow!("--stackdriver.api-address: {e}"))?;
-    let exporter = Exporter::start(
-        Arc::new(sink),
-        ExportConfig::new(&config.project_id, SHARDS),
-        stats.clone(),
-        Some(tracker.clone()),
-    );
+    let mut export_config = ExportConfig::new(&config.project_id, SHARDS);
+    export_config.retry.budget = config.retry_budget;
+    let exporter = match &config.store_in_files_directory {
+        Some(dir) => {
+            let sink = FileSink::new(dir).with_context(|| {
+                format!("--stackdriver.store-in-files-directory {}", dir.display())
+            })?;
+            tracing::info!(dir = %dir.display(), "store-in-files mode: requests are written to files, not sent");
+            Exporter::start(
+                Arc::new(sink),
+                export_config,
+                stats.clone(),
+                Some(tracker.clone()),
+            )
+        }
+        None => {
+            let sink = GrpcSink::new(&config.api, SEND_TIMEOUT).map_err(|e| {
+                anyhow!(
+                    "--stackdriver.api-address={}: {e}{CREDENTIALS_HINT}",
+                    config.api.url
+                )
+            })?;
+            sink.check_credentials(CREDENTIALS_TIMEOUT)
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "--stackdriver.api-address={}: Google credentials do not work: \
+                         {e}{CREDENTIALS_HINT}",
+                        config.api.url
+                    )
+                })?;
+            Exporter::start(
+                Arc::new(sink),
+                export_config,
+                stats.clone(),
+                Some(tracker.clone()),
+            )
+        }
+    };
 
     let api = PromApi::new(config.prometheus_url.clone(), PROMETHEUS_TIMEOUT);
     let targets = Arc::new(TargetsCache::new(api.clone(), config.static_labels.clone()));
@@ -186,7 +223,8 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
         },
     )
     .with_filter(config.series_filter.clone())
-    .with_aggregator(aggregator);
+    .with_aggregator(aggregator)
+    .with_stop(stop_reading.clone());
     let reader_thread = tokio::task::spawn_blocking(move || reader.run(&mut follower));
 
     // Stop reading on a signal; the reader's end (error or not) also ends the process.
@@ -211,6 +249,8 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     {
         tracing::warn!(
             timeout = ?SHUTDOWN_FLUSH_TIMEOUT,
+            points_queued = stats.queue_length.load(Ordering::Relaxed),
+            api = %config.api.url,
             "not every queued point could be sent before shutdown"
         );
     }
@@ -231,6 +271,11 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     }
 }
 
+/// What to do about credentials that do not load, appended to the error.
+const CREDENTIALS_HINT: &str = " (set GOOGLE_APPLICATION_CREDENTIALS to a service-account key \
+     file, log in with `gcloud auth application-default login`, or run where the metadata \
+     server answers; a local endpoint without credentials takes ?auth=false)";
+
 /// Where to resume: the saved progress, or `--prometheus.wal-start` on a first start. Fails when
 /// the WAL directory is not writable (progress could never be saved).
 fn load_progress(config: &Config) -> anyhow::Result<(Resume, Option<i64>)> {
@@ -245,7 +290,11 @@ fn load_progress(config: &Config) -> anyhow::Result<(Resume, Option<i64>)> {
             )
         })?;
     let loaded = progress::file::load(dir).unwrap_or_else(|err| {
-        tracing::warn!(error = %err, "ignoring an unusable progress file; starting afresh");
+        tracing::warn!(
+            dir = %dir.display(),
+            error = %err,
+            "ignoring an unusable progress file; starting per --prometheus.wal-start (points may be sent again)"
+        );
         LoadedProgress::None
     });
     let now_ms = std::time::SystemTime::now()
@@ -286,12 +335,21 @@ async fn watch_signals(cancel: CancellationToken) {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
+        cancel.cancel();
+        // The first signal asks for a graceful shutdown (bounded by SHUTDOWN_FLUSH_TIMEOUT); an
+        // operator who signals again does not want to wait: exit at once, as 128 + the signal.
+        let code = tokio::select! {
+            _ = term.recv() => 128 + 15,
+            _ = int.recv() => 128 + 2,
+        };
+        tracing::warn!("second signal received: exiting at once without flushing or saving");
+        std::process::exit(code);
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        cancel.cancel();
     }
-    cancel.cancel();
 }
 
 async fn log_progress(stats: Arc<Stats>, cancel: CancellationToken) {

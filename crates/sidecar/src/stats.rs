@@ -161,6 +161,8 @@ pub struct Stats {
     pub requests: AtomicU64,
     /// Requests retried after a transient failure.
     pub retries: AtomicU64,
+    /// Points the export stage gave up, by reason (local validation, retry budget, refusals).
+    pub export_drops: crate::export::drops::ExportDrops,
     /// Total time spent in requests, in microseconds.
     pub send_micros: AtomicU64,
     /// Requests per duration bucket ([`SEND_DURATION_BUCKETS`], then +Inf); not cumulative.

@@ -28,6 +28,8 @@ fn help_lists_every_flag_and_exits_0() {
         "--stackdriver.generic.namespace",
         "--stackdriver.metrics-prefix",
         "--stackdriver.use-gke-resource",
+        "--stackdriver.retry-budget",
+        "--stackdriver.store-in-files-directory",
         "--prometheus.wal-directory",
         "--prometheus.api-address",
         "--log.level",
@@ -149,15 +151,56 @@ fn missing_wal_directory_exits_1_naming_it() {
     assert!(stderr(&out).contains("no-such-wal"), "{}", stderr(&out));
 }
 
+/// Runs the sidecar against the real API address with `env`, in a fresh WAL directory.
+fn sidecar_with_credentials_env(env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stackdriver-prometheus-sidecar"));
+    cmd.args([
+        "--stackdriver.project-id=p",
+        &format!("--prometheus.wal-directory={}", dir.path().display()),
+        "--web.listen-address=127.0.0.1:0",
+        "--prometheus.api-address=http://127.0.0.1:1/",
+    ]);
+    // Never pick up the machine's own credentials.
+    cmd.env("HOME", dir.path())
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS");
+    cmd.env("GCE_METADATA_HOST", "127.0.0.1:1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
 #[test]
-fn authenticated_api_address_is_refused_until_supported() {
-    let out = sidecar(&["--stackdriver.project-id=p"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("--stackdriver.api-address"),
-        "{}",
-        stderr(&out)
-    );
+fn a_missing_credentials_file_exits_1_naming_the_problem() {
+    let out = sidecar_with_credentials_env(&[(
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "/nonexistent/key.json",
+    )]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("credentials"), "{err}");
+    assert!(err.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{err}");
+}
+
+#[test]
+fn a_malformed_service_account_key_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.json");
+    std::fs::write(&key, r#"{"type": "service_account", "client_email": "x"}"#).unwrap();
+    let out =
+        sidecar_with_credentials_env(&[("GOOGLE_APPLICATION_CREDENTIALS", key.to_str().unwrap())]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("credentials"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_unreachable_metadata_server_exits_1_instead_of_retrying_for_ever() {
+    let started = std::time::Instant::now();
+    let out = sidecar_with_credentials_env(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("credentials"), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Exact resume with the real parts: the sidecar is killed with SIGKILL three times while a real
-//! Prometheus scrapes the node exporter, and restarted each time. Afterwards the emulator must
+//! Prometheus scrapes the node exporter, and restarted each time; Prometheus itself restarts twice
+//! in between. Afterwards the emulator must
 //! hold every sample Prometheus recorded for each series (the raw samples, read back through
 //! Prometheus's query API), none twice and none missing; counters keep one start time.
 //!
@@ -50,6 +51,8 @@ fn start_sidecar(dir: &Path, emulator: &str, wal: &Path, prom_port: u16, n: usiz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_three_times_loses_nothing_and_sends_nothing_twice() {
+    // reqwest is built with rustls and no provider (for Google credentials): pick one first.
+    stackdriver_prometheus_sidecar::export::client::install_crypto_provider();
     let prometheus = require_binary("prometheus");
     let node_exporter = require_binary("prometheus-node-exporter");
     let dir = tempfile::tempdir().unwrap();
@@ -60,24 +63,28 @@ async fn kill_9_three_times_loses_nothing_and_sends_nothing_twice() {
         &[&format!("--web.listen-address=127.0.0.1:{node_port}")],
         &dir.path().join("node.log"),
     );
-    let mut prom = Child::spawn(
-        &prometheus,
-        &[
-            &format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ),
-            &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-            &format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        ],
-        &dir.path().join("prometheus.log"),
-    );
+    let start_prometheus = |n: usize| {
+        Child::spawn(
+            &prometheus,
+            &[
+                &format!(
+                    "--config.file={}",
+                    dir.path().join("prometheus.yml").display()
+                ),
+                &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+                &format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            ],
+            &dir.path().join(format!("prometheus-{n}.log")),
+        )
+    };
+    let mut prom = start_prometheus(0);
     let emulator = common::start_emulator().await;
     let emulator_addr = emulator.addr.to_string();
     let wal = dir.path().join("data/wal");
     common::wait_for(Duration::from_secs(30), || wal.is_dir()).await;
 
-    // Three runs killed at different moments, then a last one that stays.
+    // Three runs killed at different moments, then a last one that stays. Prometheus itself is
+    // restarted (clean shutdown, new segment, stale markers) after the first two kills.
     for (n, after) in [(0, 14), (1, 9), (2, 17)] {
         let mut sidecar = start_sidecar(dir.path(), &emulator_addr, &wal, prom_port, n);
         tokio::time::sleep(Duration::from_secs(after)).await;
@@ -87,6 +94,15 @@ async fn kill_9_three_times_loses_nothing_and_sends_nothing_twice() {
             "no progress saved by run {n}:\n{}",
             sidecar.log_tail(30)
         );
+        if n < 2 {
+            prom.terminate();
+            assert_eq!(
+                prom.wait(Duration::from_secs(30)),
+                Some(0),
+                "Prometheus did not stop"
+            );
+            prom = start_prometheus(n + 1);
+        }
     }
     let mut sidecar = start_sidecar(dir.path(), &emulator_addr, &wal, prom_port, 3);
     tokio::time::sleep(Duration::from_secs(8)).await;

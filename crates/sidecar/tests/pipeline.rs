@@ -139,7 +139,8 @@ async fn run_on(
     resume.register_all(&tracker);
     let exporter = Exporter::start(
         sink.clone(),
-        ExportConfig::new("proj", 3),
+        // The points are from 1970: no age limit.
+        ExportConfig::new("proj", 3).without_time_limits(),
         stats.clone(),
         Some(tracker.clone()),
     );
@@ -161,7 +162,8 @@ async fn run_on(
             resume,
             start_after_ms,
         },
-    );
+    )
+    .with_target_grace(std::time::Duration::ZERO);
     let mut follower = Follower::open_to_end(dir).unwrap();
     let exit = tokio::task::spawn_blocking(move || reader.run(&mut follower))
         .await

@@ -58,17 +58,18 @@ fn chromium(args: &[&str]) -> Output {
     output
 }
 
-fn http_ok(url: &str) -> bool {
-    let url = url.to_string();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async { reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) })
-    })
-    .join()
-    .unwrap()
+/// Whether `GET path` on `address` answers 200 (plain HTTP/1.1, no client library).
+fn http_ok(address: &str, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.1 200 ")
 }
 
 /// Decodes a PNG to 8-bit RGBA: (width, height, pixels).
@@ -113,7 +114,7 @@ fn statusz_renders_in_chromium_with_the_configuration_rows() {
     );
     let url = format!("http://127.0.0.1:{web_port}/statusz");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !http_ok(&url) {
+    while !http_ok(&format!("127.0.0.1:{web_port}"), "/statusz") {
         assert!(Instant::now() < deadline, "{url} never answered 200");
         std::thread::sleep(Duration::from_millis(100));
     }

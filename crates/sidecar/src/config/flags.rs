@@ -33,6 +33,27 @@ pub struct Flags {
     )]
     pub api_address: String,
 
+    /// How long a batch is retried after transient failures (UNAVAILABLE, DEADLINE_EXCEEDED,
+    /// RESOURCE_EXHAUSTED, ABORTED, INTERNAL, connection errors) before its points are dropped
+    /// and counted; the shard then moves on.
+    #[arg(
+        long = "stackdriver.retry-budget",
+        value_name = "DURATION",
+        default_value = "5m",
+        value_parser = humantime::parse_duration
+    )]
+    pub retry_budget: std::time::Duration,
+
+    /// Write requests to files in this directory instead of sending them: one file
+    /// `<random digits>.txt` per shard, holding concatenated binary CreateTimeSeriesRequests
+    /// (without `name`), as the original's file mode.
+    #[arg(
+        long = "stackdriver.store-in-files-directory",
+        value_name = "DIR",
+        default_value = ""
+    )]
+    pub store_in_files_directory: String,
+
     /// Value of the `location` label of Kubernetes resources (k8s_container, k8s_pod, k8s_node).
     #[arg(
         long = "stackdriver.kubernetes.location",

@@ -84,6 +84,10 @@ pub struct Config {
     pub project_id: String,
     /// The Monitoring API endpoint.
     pub api: ApiAddress,
+    /// How long a failing batch is retried before its points are dropped.
+    pub retry_budget: std::time::Duration,
+    /// Store-in-files mode: requests are written here instead of being sent.
+    pub store_in_files_directory: Option<PathBuf>,
     /// Prometheus base URL, always ending in `/`.
     pub prometheus_url: Url,
     /// WAL directory.
@@ -183,6 +187,9 @@ impl Config {
         Ok(Config {
             project_id,
             api,
+            retry_budget: flags.retry_budget,
+            store_in_files_directory: (!flags.store_in_files_directory.is_empty())
+                .then(|| PathBuf::from(&flags.store_in_files_directory)),
             prometheus_url,
             wal_directory: PathBuf::from(&flags.wal_directory),
             wal_start: parse_wal_start(&flags.wal_start)?,
@@ -264,16 +271,6 @@ fn parse_api_address(raw: &str) -> Result<ApiAddress, ConfigError> {
             auth = !matches!(&*value, "0" | "f" | "F" | "false" | "FALSE" | "False");
         }
     }
-    if auth {
-        return Err(ConfigError {
-            flag: FLAG,
-            message: format!(
-                "{raw:?} needs TLS and Google credentials, which are not supported yet; use an \
-                 endpoint that takes plaintext without credentials, with ?auth=false (such as \
-                 gcm-emulator)"
-            ),
-        });
-    }
     Ok(ApiAddress {
         url: raw.to_string(),
         host,
@@ -328,8 +325,13 @@ mod tests {
 
     #[test]
     fn defaults_match_the_original() {
-        let err = parse_raw(&["sidecar", "--stackdriver.project-id=p"]).unwrap_err();
-        assert!(err.contains("--stackdriver.api-address"), "{err}");
+        let c = parse_raw(&["sidecar", "--stackdriver.project-id=p"]).unwrap();
+        assert_eq!(
+            (c.api.host.as_str(), c.api.port, c.api.auth),
+            ("monitoring.googleapis.com", 443, true)
+        );
+        assert_eq!(c.retry_budget, std::time::Duration::from_secs(300));
+        assert_eq!(c.store_in_files_directory, None);
         let c = parse(&[
             "--stackdriver.project-id=p",
             "--stackdriver.api-address=http://127.0.0.1/?auth=false",

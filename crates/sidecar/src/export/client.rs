@@ -1,19 +1,36 @@
 //! The `CreateTimeSeries` client: one gRPC channel, requests sent as pre-assembled bytes.
 //!
-//! Owns the connection to the Monitoring API and the classification of its answers into
-//! "retry" and "give up". It must never batch, reorder or drop points itself: that is the
-//! shards' job.
+//! Owns the connection to the Monitoring API (plaintext for `?auth=false`, otherwise TLS with the
+//! system's and the bundled roots and Google credentials with the `monitoring.write` scope), the
+//! per-call timeout, and the classification of answers into "retry" and "give up". It must never
+//! batch, reorder or drop points itself: that is the shards' job.
 
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
+use google_cloud_auth::credentials::{
+    Builder as CredentialsBuilder, CacheableResource, Credentials,
+};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::transport::{Channel, Endpoint};
+use tonic::codegen::http::Extensions;
+use tonic::metadata::MetadataMap;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
 use crate::config::ApiAddress;
 
 const CREATE_TIME_SERIES_PATH: &str = "/google.monitoring.v3.MetricService/CreateTimeSeries";
+
+/// The OAuth scope that allows writing metrics.
+pub const MONITORING_WRITE_SCOPE: &str = "https://www.googleapis.com/auth/monitoring.write";
+
+/// The user agent of every call.
+pub fn user_agent() -> String {
+    format!(
+        "stackdriver-prometheus-sidecar/{}",
+        crate::config::flags::VERSION
+    )
+}
 
 /// What went wrong with one request.
 #[derive(Debug, Clone)]
@@ -37,7 +54,25 @@ impl std::fmt::Display for SendError {
 }
 
 impl SendError {
-    fn from_status(status: &Status) -> SendError {
+    /// A failure without a gRPC status from the server (connection, credentials, local I/O).
+    pub fn local(code: Code, message: String, retryable: bool) -> SendError {
+        SendError {
+            code,
+            message,
+            retryable,
+            succeeded_points: None,
+            failed_points: Vec::new(),
+        }
+    }
+
+    /// Whether the server said, in a `CreateTimeSeriesSummary`, which points it wrote: the
+    /// request was handled series by series, so sending it again cannot help.
+    pub fn has_summary(&self) -> bool {
+        self.succeeded_points.is_some()
+    }
+
+    /// The error a status from the server (or from the transport) stands for.
+    pub fn from_status(status: &Status) -> SendError {
         let summary = gcm_api::summary_from_status(status);
         SendError {
             code: status.code(),
@@ -69,11 +104,16 @@ impl SendError {
     }
 }
 
-/// Transient failures: the request may succeed if sent again.
-fn is_retryable(code: Code) -> bool {
+/// Transient failures: the request may succeed if sent again. Connection failures surface as
+/// UNAVAILABLE; INTERNAL is what the API answers when one of its backends hiccups.
+pub fn is_retryable(code: Code) -> bool {
     matches!(
         code,
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Internal
     )
 }
 
@@ -85,53 +125,124 @@ pub trait TimeSeriesSink: Send + Sync + 'static {
         &self,
         request: Bytes,
     ) -> impl std::future::Future<Output = Result<(), SendError>> + Send;
+
+    /// Sends one request on behalf of shard `shard`; sinks that keep per-shard state (one file
+    /// per shard) override this.
+    fn create_time_series_from(
+        &self,
+        shard: usize,
+        request: Bytes,
+    ) -> impl std::future::Future<Output = Result<(), SendError>> + Send {
+        let _ = shard;
+        self.create_time_series(request)
+    }
 }
 
-/// gRPC client for the Monitoring API (plaintext, no credentials: `?auth=false`).
+/// gRPC client for the Monitoring API.
 #[derive(Debug, Clone)]
 pub struct GrpcSink {
     channel: Channel,
     timeout: Duration,
+    /// Google credentials; `None` with `?auth=false`.
+    credentials: Option<Credentials>,
 }
 
 impl GrpcSink {
-    /// Prepares a lazily connecting, plaintext channel to the API address (the configuration
-    /// refuses addresses that need credentials).
+    /// Prepares a lazily connecting channel to the API address: plaintext and no credentials
+    /// with `?auth=false`, otherwise TLS and Application Default Credentials
+    /// (`GOOGLE_APPLICATION_CREDENTIALS`, the gcloud user credentials, or the metadata server).
+    /// Fails when the credentials cannot be loaded; see [`GrpcSink::check_credentials`] for
+    /// credentials that only fail when a token is asked for.
     pub fn new(api: &ApiAddress, timeout: Duration) -> Result<GrpcSink, String> {
         let host = if api.host.contains(':') {
             format!("[{}]", api.host)
         } else {
             api.host.clone()
         };
-        let uri = format!("http://{host}:{}", api.port);
-        let endpoint = Endpoint::from_shared(uri.clone())
+        let scheme = if api.auth { "https" } else { "http" };
+        let uri = format!("{scheme}://{host}:{}", api.port);
+        let mut endpoint = Endpoint::from_shared(uri.clone())
             .map_err(|e| format!("{}: invalid endpoint {uri}: {e}", api.url))?
-            .user_agent(format!(
-                "stackdriver-prometheus-sidecar/{}",
-                crate::config::flags::VERSION
-            ))
+            .user_agent(user_agent())
             .map_err(|e| format!("user agent: {e}"))?
             .connect_timeout(timeout)
             .timeout(timeout)
             .tcp_nodelay(true);
+        let credentials = if api.auth {
+            install_crypto_provider();
+            let tls = ClientTlsConfig::new()
+                .with_native_roots()
+                .with_webpki_roots()
+                .domain_name(api.host.clone());
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("{}: TLS: {e}", api.url))?;
+            let credentials = CredentialsBuilder::default()
+                .with_scopes([MONITORING_WRITE_SCOPE])
+                .build()
+                .map_err(|e| format!("loading Google credentials: {e}"))?;
+            Some(credentials)
+        } else {
+            None
+        };
         Ok(GrpcSink {
             channel: endpoint.connect_lazy(),
             timeout,
+            credentials,
         })
     }
+
+    /// Obtains a first access token, so that credentials that cannot work (a metadata server
+    /// that does not answer, a refused key) are reported at start-up rather than on every send.
+    pub async fn check_credentials(&self, timeout: Duration) -> Result<(), String> {
+        if self.credentials.is_none() {
+            return Ok(());
+        }
+        match tokio::time::timeout(timeout, self.auth_headers()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(err.message),
+            Err(_) => Err(format!(
+                "no access token after {timeout:?} (is the metadata server reachable?)"
+            )),
+        }
+    }
+
+    /// The authorization headers of the next call (none without credentials).
+    async fn auth_headers(&self) -> Result<MetadataMap, SendError> {
+        let Some(credentials) = &self.credentials else {
+            return Ok(MetadataMap::new());
+        };
+        match credentials.headers(Extensions::new()).await {
+            Ok(CacheableResource::New { data, .. }) => Ok(MetadataMap::from_headers(data)),
+            Ok(CacheableResource::NotModified) => Err(SendError::local(
+                Code::Unauthenticated,
+                "the credentials returned no headers".to_string(),
+                true,
+            )),
+            Err(err) => Err(SendError::local(
+                Code::Unauthenticated,
+                format!("obtaining an access token: {err}"),
+                err.is_transient(),
+            )),
+        }
+    }
+}
+
+/// rustls needs a process-wide crypto provider before the first TLS connection (tonic's and the
+/// credentials' HTTP client); ring is the one built in. Installing twice is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 impl TimeSeriesSink for GrpcSink {
     async fn create_time_series(&self, request: Bytes) -> Result<(), SendError> {
+        let metadata = self.auth_headers().await?;
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-        grpc.ready().await.map_err(|e| SendError {
-            code: Code::Unavailable,
-            message: format!("connecting: {e}"),
-            retryable: true,
-            succeeded_points: None,
-            failed_points: Vec::new(),
-        })?;
+        grpc.ready()
+            .await
+            .map_err(|e| SendError::local(Code::Unavailable, format!("connecting: {e}"), true))?;
         let mut req = tonic::Request::new(request);
+        *req.metadata_mut() = metadata;
         req.set_timeout(self.timeout);
         let path = tonic::codegen::http::uri::PathAndQuery::from_static(CREATE_TIME_SERIES_PATH);
         grpc.unary::<Bytes, (), RawCodec>(req, path, RawCodec)
@@ -204,6 +315,33 @@ mod tests {
         let status = gcm_api::status_with_summary(Code::InvalidArgument, "bad", &summary);
         let err = SendError::from_status(&status);
         assert_eq!(err.point_statuses(10), vec![(0, 6), (3, 4)]);
+    }
+
+    #[test]
+    fn transient_codes_are_retried_and_refusals_are_not() {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::Aborted,
+            Code::Internal,
+        ] {
+            assert!(
+                SendError::from_status(&Status::new(code, "x")).retryable,
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::PermissionDenied,
+            Code::NotFound,
+            Code::Unauthenticated,
+        ] {
+            assert!(
+                !SendError::from_status(&Status::new(code, "x")).retryable,
+                "{code:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,9 @@ use gcm_api::api::metric_descriptor::{MetricKind, ValueType};
 use gcm_api::api::{Distribution as DistributionProto, Metric, MonitoredResource};
 use gcm_api::monitoring::{Point as PointProto, TimeInterval, TimeSeries, TypedValue, typed_value};
 use prost::Message;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use prost::encoding::{WireType, decode_varint, encode_key, encode_varint, encoded_len_varint};
+
+use super::validate::{Invalid, check_series};
 
 /// `CreateTimeSeriesRequest.name`.
 const REQUEST_NAME_TAG: u32 = 3;
@@ -70,6 +72,9 @@ pub struct SeriesPrototype {
     pub kind: PointKind,
     /// `TimeSeries` fields 1–4 (metric, resource, metric_kind, value_type) as protobuf bytes.
     pub encoded: Vec<u8>,
+    /// The rule the metric type, metric labels or resource type break, if any: every point of
+    /// such a series would be refused, so none is sent.
+    pub invalid: Option<Invalid>,
 }
 
 impl SeriesPrototype {
@@ -82,6 +87,7 @@ impl SeriesPrototype {
         kind: PointKind,
     ) -> SeriesPrototype {
         let hash = series_hash(&metric_type, metric_labels, resource_type, resource_labels);
+        let invalid = check_series(&metric_type, metric_labels, resource_type).err();
         let proto = TimeSeries {
             metric: Some(Metric {
                 r#type: metric_type.clone(),
@@ -103,6 +109,7 @@ impl SeriesPrototype {
             metric_type,
             kind,
             encoded: proto.encode_to_vec(),
+            invalid,
         }
     }
 }
@@ -278,6 +285,20 @@ impl RequestBuilder {
     }
 }
 
+/// The request `bytes` as [`RequestBuilder`] wrote them, without the leading `name` field: what
+/// the original's file mode stored. Bytes that do not start with a `name` are returned whole.
+pub fn without_name(bytes: &[u8]) -> &[u8] {
+    // Field 3, wire type 2 (length-delimited): one byte.
+    const NAME_KEY: u8 = ((REQUEST_NAME_TAG << 3) | 2) as u8;
+    let Some(mut rest) = bytes.strip_prefix(&[NAME_KEY]) else {
+        return bytes;
+    };
+    match decode_varint(&mut rest) {
+        Ok(len) if (len as usize) <= rest.len() => &rest[len as usize..],
+        _ => bytes,
+    }
+}
+
 /// Shared handle to a prototype, as carried by every queued point.
 pub type SharedPrototype = Arc<SeriesPrototype>;
 
@@ -403,6 +424,39 @@ mod tests {
             panic!("not explicit buckets: {d:?}");
         };
         assert_eq!(e.bounds, [0.1, 1.0]);
+    }
+
+    #[test]
+    fn without_name_keeps_only_the_series() {
+        let g = proto(PointKind::GaugeDouble);
+        let mut b = RequestBuilder::default();
+        b.start("projects/p");
+        b.push(
+            &g,
+            Point {
+                start_ms: None,
+                end_ms: 1_000,
+                value: PointValue::Double(2.0),
+            },
+        );
+        let stripped = without_name(b.bytes());
+        assert!(stripped.len() < b.bytes().len());
+        let req = CreateTimeSeriesRequest::decode(stripped).unwrap();
+        assert_eq!(req.name, "");
+        assert_eq!(req.time_series.len(), 1);
+    }
+
+    #[test]
+    fn a_prototype_breaking_a_series_rule_is_marked_invalid() {
+        let bad = SeriesPrototype::new(
+            "external.googleapis.com/prometheus/job:up".into(),
+            &[],
+            "generic_task",
+            &[],
+            PointKind::GaugeDouble,
+        );
+        assert_eq!(bad.invalid, Some(Invalid::MetricType));
+        assert_eq!(proto(PointKind::GaugeDouble).invalid, None);
     }
 
     #[test]

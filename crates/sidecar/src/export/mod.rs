@@ -4,13 +4,19 @@
 //! samples or look series up; it receives ready points with their encoded series prototype.
 
 pub mod client;
+pub mod drops;
 pub mod encode;
+pub mod files;
 pub mod shard;
+pub mod validate;
 
 pub use client::{GrpcSink, SendError, TimeSeriesSink};
+pub use drops::{ExportDrop, ExportDrops};
 pub use encode::{
     Distribution, Point, PointKind, PointValue, RequestBuilder, SeriesPrototype, SharedPrototype,
 };
+pub use files::FileSink;
 pub use shard::{
-    Delivery, ExportClosed, ExportConfig, ExportHandle, Exporter, QueuedPoint, RetryPolicy,
+    DEFAULT_RETRY_BUDGET, Delivery, ExportClosed, ExportConfig, ExportHandle, Exporter,
+    QueuedPoint, RetryPolicy,
 };

@@ -1,4 +1,5 @@
-//! Shards: the queues between the WAL reader and the API, and the batching and retrying of sends.
+//! Shards: the queues between the WAL reader and the API, and the batching, checking, retrying
+//! and splitting of sends.
 //!
 //! Each series is assigned to one shard by its hash, and each shard has one request in flight,
 //! so a series' points reach the API in WAL order. Queues are bounded: when the API is slow the
@@ -8,6 +9,14 @@
 //! holds two points of one series. A batch goes out when full, on such a repeat, or when its
 //! deadline passes. Shutdown is observed when every sender is dropped: the shard drains its queue,
 //! sends the last batch and ends.
+//!
+//! A shard never stalls on one batch: points the API would refuse are dropped alone before
+//! sending ([`super::validate`]); transient failures are retried with jittered exponential
+//! backoff only within the retry budget, and points that grew too old meanwhile are dropped; a
+//! partial failure (the API's `CreateTimeSeriesSummary`) drops only the points it names; a
+//! request refused as a whole with INVALID_ARGUMENT is split in halves until the bad points are
+//! isolated, so the good ones still arrive. Every point taken from the queue ends accepted or
+//! counted under one reason of [`ExportDrop`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +27,12 @@ use prometheus_wal::WalPosition;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tonic::Code;
 
 use super::client::{SendError, TimeSeriesSink};
+use super::drops::ExportDrop;
 use super::encode::{Point, RequestBuilder, SharedPrototype};
+use super::validate::{self, TimeLimits};
 use crate::progress::{DeliveryTracker, Mark, SavedBaseline, SeriesAck};
 use crate::stats::Stats;
 
@@ -55,10 +67,14 @@ pub struct RetryPolicy {
     pub min_backoff: Duration,
     /// Longest wait between attempts.
     pub max_backoff: Duration,
-    /// Total time a request may spend retrying before it is dropped (counted), so that one bad
-    /// batch can never stall a shard for ever.
+    /// Total time a batch may spend retrying before its points are dropped (counted), so that
+    /// one bad batch can never stall a shard for ever.
     pub budget: Duration,
 }
+
+/// Default of `--stackdriver.retry-budget`: long enough to ride out a short outage of the API
+/// without losing points, short enough that a shard is never stuck for long.
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(300);
 
 /// Shape of the export stage.
 #[derive(Debug, Clone)]
@@ -75,6 +91,8 @@ pub struct ExportConfig {
     pub batch_deadline: Duration,
     /// Retry behaviour.
     pub retry: RetryPolicy,
+    /// The API's time window; points outside it are dropped before sending.
+    pub time_limits: TimeLimits,
 }
 
 impl ExportConfig {
@@ -89,10 +107,20 @@ impl ExportConfig {
             batch_deadline: Duration::from_secs(5),
             retry: RetryPolicy {
                 min_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(5),
-                budget: Duration::from_secs(120),
+                max_backoff: Duration::from_secs(10),
+                budget: DEFAULT_RETRY_BUDGET,
             },
+            time_limits: TimeLimits::default(),
         }
+    }
+
+    /// The same, accepting points of any age or time (for replaying recorded data in tests).
+    pub fn without_time_limits(mut self) -> ExportConfig {
+        self.time_limits = TimeLimits {
+            max_age: None,
+            max_future: None,
+        };
+        self
     }
 }
 
@@ -155,11 +183,12 @@ impl Exporter {
                 config: config.clone(),
                 stats: stats.clone(),
                 builder: RequestBuilder::default(),
+                batch: Vec::with_capacity(config.max_batch),
                 in_batch: AHashSet::with_capacity(config.max_batch * 2),
                 batch_deadline: None,
                 tracker: tracker.clone(),
-                deliveries: Vec::with_capacity(config.max_batch),
                 last_mark: None,
+                jitter: Jitter::new(index),
             };
             tasks.push(tokio::spawn(shard.run()));
         }
@@ -183,6 +212,14 @@ impl Exporter {
     }
 }
 
+/// One point of the batch being assembled.
+struct Entry {
+    series: SharedPrototype,
+    point: Point,
+    /// Series state and baseline to record once the point is done with (tracked points).
+    delivery: Option<(Arc<SeriesAck>, Option<SavedBaseline>)>,
+}
+
 struct Shard<S> {
     index: usize,
     rx: mpsc::Receiver<QueuedPoint>,
@@ -190,18 +227,19 @@ struct Shard<S> {
     config: ExportConfig,
     stats: Arc<Stats>,
     builder: RequestBuilder,
+    /// The batch being assembled, in queue order.
+    batch: Vec<Entry>,
+    /// Hashes of the series in `batch`.
     in_batch: AHashSet<u64>,
     batch_deadline: Option<Instant>,
     tracker: Option<Arc<DeliveryTracker>>,
-    /// Tracked points of the current batch: (series state, end time, baseline).
-    deliveries: Vec<(Arc<SeriesAck>, i64, Option<SavedBaseline>)>,
     /// Identity of the last tracked point of the current batch.
     last_mark: Option<Mark>,
+    jitter: Jitter,
 }
 
 impl<S: TimeSeriesSink> Shard<S> {
     async fn run(mut self) {
-        self.builder.start(&self.config.project_name);
         loop {
             let deadline = self.batch_deadline;
             tokio::select! {
@@ -220,100 +258,240 @@ impl<S: TimeSeriesSink> Shard<S> {
         if self.in_batch.contains(&item.series.hash) {
             self.flush().await;
         }
-        if self.builder.is_empty() {
+        if self.batch.is_empty() {
             // The deadline counts from the first point of a batch (the original's timer was not
             // reset then, so a batch could leave almost empty; quirk fixed).
             self.batch_deadline = Some(Instant::now() + self.config.batch_deadline);
         }
         self.in_batch.insert(item.series.hash);
-        let end_ms = item.point.end_ms;
-        self.builder.push(&item.series, item.point);
-        if let Some(d) = item.delivery {
-            self.deliveries.push((d.ack, end_ms, d.baseline));
+        if let Some(d) = &item.delivery {
             self.last_mark = Some(Mark {
                 position: item.position,
                 index: d.index,
             });
         }
-        if self.builder.len() >= self.config.max_batch {
+        self.batch.push(Entry {
+            series: item.series,
+            point: item.point,
+            delivery: item.delivery.map(|d| (d.ack, d.baseline)),
+        });
+        if self.batch.len() >= self.config.max_batch {
             self.flush().await;
         }
     }
 
     async fn flush(&mut self) {
         self.batch_deadline = None;
-        if self.builder.is_empty() {
+        if self.batch.is_empty() {
             return;
         }
-        let points = self.builder.len() as u64;
-        let request = Bytes::copy_from_slice(self.builder.bytes());
-        self.builder.start(&self.config.project_name);
+        let batch = std::mem::take(&mut self.batch);
         self.in_batch.clear();
-        self.send_with_retries(request, points).await;
-        self.record_deliveries();
+        let now = now_ms();
+        let mut valid = Vec::with_capacity(batch.len());
+        for (i, entry) in batch.iter().enumerate() {
+            let checked = match entry.series.invalid {
+                Some(invalid) => Err(invalid),
+                None => validate::check_point(
+                    entry.series.kind,
+                    &entry.point,
+                    now,
+                    self.config.time_limits,
+                ),
+            };
+            match checked {
+                Ok(()) => valid.push(i),
+                Err(invalid) => {
+                    tracing::debug!(
+                        shard = self.index,
+                        metric = %entry.series.metric_type,
+                        reason = invalid.as_str(),
+                        "point not sent: the API would refuse it"
+                    );
+                    self.drop_points(ExportDrop::Invalid(invalid), 1);
+                }
+            }
+        }
+        self.deliver(&batch, valid).await;
+        self.record_deliveries(batch);
     }
 
     /// The batch is done with (accepted, or dropped for good): record each tracked point's series
     /// state, then let the watermark pass them.
-    fn record_deliveries(&mut self) {
-        let n = self.deliveries.len() as u64;
-        for (ack, t, baseline) in self.deliveries.drain(..) {
-            ack.delivered(t, baseline);
+    fn record_deliveries(&mut self, batch: Vec<Entry>) {
+        let mut n = 0;
+        for entry in batch {
+            if let Some((ack, baseline)) = entry.delivery {
+                ack.delivered(entry.point.end_ms, baseline);
+                n += 1;
+            }
         }
         if let Some(tracker) = &self.tracker {
             tracker.points_completed(self.index, n, self.last_mark.take());
         }
     }
 
-    async fn send_with_retries(&mut self, request: Bytes, points: u64) {
+    fn drop_points(&self, reason: ExportDrop, n: u64) {
+        self.stats.export_drops.add(reason, n);
+        if !matches!(reason, ExportDrop::Invalid(_)) {
+            self.stats.points_failed(n);
+        }
+    }
+
+    /// Sends the points `indices` of `batch` (in that order), retrying and splitting as needed,
+    /// within one retry budget for the whole batch.
+    async fn deliver(&mut self, batch: &[Entry], indices: Vec<usize>) {
         let started = Instant::now();
-        let mut backoff = self.config.retry.min_backoff;
-        loop {
-            let attempt = Instant::now();
-            let result = self.sink.create_time_series(request.clone()).await;
-            self.stats.observe_send(attempt.elapsed());
-            match &result {
-                Ok(()) => self.stats.point_status(0, points),
-                Err(err) => {
-                    for (code, n) in err.point_statuses(points) {
-                        self.stats.point_status(code, n);
+        // Groups still to send, the next one last; halves of a split go back on top, first half
+        // last, so points keep their order.
+        let mut pending = vec![indices];
+        while let Some(mut group) = pending.pop() {
+            let mut backoff = self.config.retry.min_backoff;
+            let mut attempt = 0u32;
+            loop {
+                if attempt > 0 {
+                    self.drop_expired(batch, &mut group);
+                }
+                if group.is_empty() {
+                    break;
+                }
+                attempt += 1;
+                let points = group.len() as u64;
+                let request = self.encode(batch, &group);
+                let sent_at = Instant::now();
+                let result = self.sink.create_time_series_from(self.index, request).await;
+                self.stats.observe_send(sent_at.elapsed());
+                let err = match result {
+                    Ok(()) => {
+                        self.stats.point_status(0, points);
+                        self.stats.points_sent(points);
+                        break;
                     }
+                    Err(err) => err,
+                };
+                if err.retryable {
+                    let wait = self.jitter.spread(backoff);
+                    if started.elapsed() + wait <= self.config.retry.budget {
+                        self.stats.send_retried();
+                        tracing::debug!(shard = self.index, error = %err, wait = ?wait, "retrying request");
+                        tokio::time::sleep(wait).await;
+                        backoff = (backoff * 2).min(self.config.retry.max_backoff);
+                        continue;
+                    }
+                    self.stats.point_status(err.code as i32, points);
+                    self.drop_points(ExportDrop::RetryBudgetExhausted, points);
+                    tracing::warn!(
+                        shard = self.index,
+                        code = ?err.code,
+                        error = %err.message,
+                        points,
+                        retried_for = ?started.elapsed(),
+                        "points dropped: the Monitoring API kept failing for longer than the retry budget"
+                    );
+                } else if err.has_summary() {
+                    self.partial_failure(&err, points);
+                } else if err.code == Code::InvalidArgument && group.len() > 1 {
+                    tracing::debug!(
+                        shard = self.index,
+                        points,
+                        error = %err.message,
+                        "request refused as a whole; splitting it to isolate the bad points"
+                    );
+                    let second = group.split_off(group.len() / 2);
+                    pending.push(second);
+                    pending.push(group);
+                } else {
+                    self.stats.point_status(err.code as i32, points);
+                    self.drop_points(ExportDrop::Rejected, points);
+                    let metric = group
+                        .first()
+                        .map(|i| batch[*i].series.metric_type.as_str())
+                        .unwrap_or_default();
+                    tracing::warn!(
+                        shard = self.index,
+                        code = ?err.code,
+                        error = %err.message,
+                        points,
+                        metric,
+                        "points refused by the Monitoring API were dropped"
+                    );
                 }
-            }
-            match result {
-                Ok(()) => {
-                    self.stats.points_sent(points);
-                    return;
-                }
-                Err(err)
-                    if err.retryable && started.elapsed() + backoff <= self.config.retry.budget =>
-                {
-                    self.stats.send_retried();
-                    tracing::debug!(shard = self.index, error = %err, backoff = ?backoff, "retrying request");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.config.retry.max_backoff);
-                }
-                Err(err) => {
-                    self.give_up(&err, points, started.elapsed());
-                    return;
-                }
+                break;
             }
         }
     }
 
-    fn give_up(&self, err: &SendError, points: u64, spent: Duration) {
+    /// The API wrote some series of the request and refused others: only those are dropped,
+    /// counted under the codes the summary gives.
+    fn partial_failure(&self, err: &SendError, points: u64) {
         let succeeded = err.succeeded_points.unwrap_or(0).min(points);
+        let failed = points - succeeded;
+        for (code, n) in err.point_statuses(points) {
+            self.stats.point_status(code, n);
+        }
         self.stats.points_sent(succeeded);
-        self.stats.points_failed(points - succeeded);
+        self.drop_points(ExportDrop::Rejected, failed);
         tracing::warn!(
             shard = self.index,
             code = ?err.code,
             error = %err.message,
             points,
             succeeded,
-            retried_for = ?spent,
-            "points not accepted by the Monitoring API were dropped"
+            "some points were refused by the Monitoring API and dropped"
         );
+    }
+
+    /// Drops the points of `group` that became too old to be accepted while retrying.
+    fn drop_expired(&self, batch: &[Entry], group: &mut Vec<usize>) {
+        let now = now_ms();
+        let limits = self.config.time_limits;
+        let before = group.len();
+        group.retain(|i| validate::check_age(batch[*i].point.end_ms, now, limits).is_ok());
+        let expired = (before - group.len()) as u64;
+        if expired > 0 {
+            self.drop_points(ExportDrop::Invalid(validate::Invalid::TooOld), expired);
+        }
+    }
+
+    fn encode(&mut self, batch: &[Entry], group: &[usize]) -> Bytes {
+        self.builder.start(&self.config.project_name);
+        for i in group {
+            let entry = &batch[*i];
+            self.builder.push(&entry.series, entry.point.clone());
+        }
+        Bytes::copy_from_slice(self.builder.bytes())
+    }
+}
+
+/// Milliseconds since the Unix epoch, by the wall clock (the API's limits are wall-clock).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Spreads retry waits so that shards failing together do not retry together: each wait is
+/// drawn uniformly from half the backoff to the full backoff. A small xorshift generator is
+/// enough; nothing depends on its quality.
+struct Jitter {
+    state: u64,
+}
+
+impl Jitter {
+    fn new(shard: usize) -> Jitter {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ ((shard as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        Jitter { state: seed | 1 }
+    }
+
+    fn spread(&mut self, backoff: Duration) -> Duration {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        let fraction = (self.state >> 11) as f64 / (1u64 << 53) as f64;
+        backoff.mul_f64(0.5 + 0.5 * fraction)
     }
 }
 
@@ -321,5 +499,360 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::encode::{PointKind, PointValue, SeriesPrototype};
+    use crate::export::validate::Invalid;
+    use gcm_api::monitoring::create_time_series_summary::Error as SummaryError;
+    use gcm_api::monitoring::{CreateTimeSeriesRequest, CreateTimeSeriesSummary, TimeSeries};
+    use prost::Message;
+    use std::sync::Mutex;
+    use tonic::Status;
+
+    type Script = Box<dyn FnMut(&CreateTimeSeriesRequest) -> Result<(), Status> + Send>;
+
+    /// A sink that answers each request as `script` says and records the accepted ones.
+    struct ScriptedSink {
+        script: Mutex<Script>,
+        accepted: Mutex<Vec<CreateTimeSeriesRequest>>,
+        attempts: Mutex<usize>,
+    }
+
+    impl ScriptedSink {
+        fn new(
+            script: impl FnMut(&CreateTimeSeriesRequest) -> Result<(), Status> + Send + 'static,
+        ) -> Arc<ScriptedSink> {
+            Arc::new(ScriptedSink {
+                script: Mutex::new(Box::new(script)),
+                accepted: Mutex::new(Vec::new()),
+                attempts: Mutex::new(0),
+            })
+        }
+
+        fn accepted_series(&self) -> Vec<TimeSeries> {
+            self.accepted
+                .lock()
+                .unwrap()
+                .iter()
+                .flat_map(|r| r.time_series.clone())
+                .collect()
+        }
+    }
+
+    impl TimeSeriesSink for ScriptedSink {
+        async fn create_time_series(&self, request: Bytes) -> Result<(), SendError> {
+            let request = CreateTimeSeriesRequest::decode(request).unwrap();
+            *self.attempts.lock().unwrap() += 1;
+            let answer = (self.script.lock().unwrap())(&request);
+            match answer {
+                Ok(()) => {
+                    self.accepted.lock().unwrap().push(request);
+                    Ok(())
+                }
+                Err(status) => Err(SendError::from_status(&status)),
+            }
+        }
+    }
+
+    fn now() -> i64 {
+        now_ms()
+    }
+
+    fn series(metric: &str, label: &str) -> SharedPrototype {
+        Arc::new(SeriesPrototype::new(
+            format!("external.googleapis.com/prometheus/{metric}"),
+            &[("k".to_string(), label.to_string())],
+            "generic_task",
+            &[("job", "j".to_string())],
+            PointKind::GaugeDouble,
+        ))
+    }
+
+    fn point(series: &SharedPrototype, end_ms: i64, value: f64) -> QueuedPoint {
+        QueuedPoint {
+            series: series.clone(),
+            point: Point {
+                start_ms: None,
+                end_ms,
+                value: PointValue::Double(value),
+            },
+            position: WalPosition::default(),
+            delivery: None,
+        }
+    }
+
+    fn config() -> ExportConfig {
+        let mut c = ExportConfig::new("p", 1);
+        c.batch_deadline = Duration::from_millis(20);
+        c.retry.min_backoff = Duration::from_millis(5);
+        c.retry.max_backoff = Duration::from_millis(20);
+        c
+    }
+
+    async fn run(
+        sink: Arc<ScriptedSink>,
+        config: ExportConfig,
+        points: Vec<QueuedPoint>,
+    ) -> Arc<Stats> {
+        let stats = Arc::new(Stats::default());
+        let exporter = Exporter::start(sink, config, stats.clone(), None);
+        let handle = exporter.handle();
+        tokio::task::spawn_blocking(move || {
+            for p in points {
+                handle.push_blocking(p).unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        exporter.finish().await;
+        stats
+    }
+
+    fn label(ts: &TimeSeries) -> String {
+        ts.metric.as_ref().unwrap().labels["k"].clone()
+    }
+
+    fn value(ts: &TimeSeries) -> f64 {
+        match ts.points[0].value.as_ref().unwrap().value {
+            Some(gcm_api::monitoring::typed_value::Value::DoubleValue(v)) => v,
+            ref other => panic!("{other:?}"),
+        }
+    }
+
+    fn drops(stats: &Stats, reason: ExportDrop) -> u64 {
+        stats.export_drops.count(reason)
+    }
+
+    #[tokio::test]
+    async fn no_request_holds_more_than_200_series_or_one_series_twice_and_order_is_kept() {
+        let sink = ScriptedSink::new(|_| Ok(()));
+        let t0 = now() - 60_000;
+        let all: Vec<SharedPrototype> = (0..300).map(|i| series("m", &i.to_string())).collect();
+        // Series 0..300 once, then series 0..150 again: 450 points.
+        let mut points: Vec<QueuedPoint> = all.iter().map(|s| point(s, t0, 1.0)).collect();
+        points.extend(all[..150].iter().map(|s| point(s, t0 + 10_000, 2.0)));
+        let stats = run(sink.clone(), config(), points).await;
+        let requests = sink.accepted.lock().unwrap().clone();
+        for r in &requests {
+            assert!(r.time_series.len() <= 200, "{}", r.time_series.len());
+            let mut labels: Vec<String> = r.time_series.iter().map(label).collect();
+            labels.sort();
+            labels.dedup();
+            assert_eq!(
+                labels.len(),
+                r.time_series.len(),
+                "a series twice in one request"
+            );
+        }
+        let accepted = sink.accepted_series();
+        assert_eq!(accepted.len(), 450);
+        for i in 0..150 {
+            let values: Vec<f64> = accepted
+                .iter()
+                .filter(|ts| label(ts) == i.to_string())
+                .map(value)
+                .collect();
+            assert_eq!(values, [1.0, 2.0], "series {i} out of order");
+        }
+        assert_eq!(
+            stats.points_sent.load(std::sync::atomic::Ordering::Relaxed),
+            450
+        );
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_until_accepted() {
+        let mut failures = vec![
+            Status::unavailable("down"),
+            Status::internal("oops"),
+            Status::deadline_exceeded("slow"),
+            Status::resource_exhausted("quota"),
+        ];
+        let sink = ScriptedSink::new(move |_| match failures.pop() {
+            Some(status) => Err(status),
+            None => Ok(()),
+        });
+        let s = series("m", "a");
+        let stats = run(sink.clone(), config(), vec![point(&s, now() - 1000, 1.0)]).await;
+        assert_eq!(sink.accepted_series().len(), 1);
+        assert_eq!(*sink.attempts.lock().unwrap(), 5);
+        assert_eq!(stats.retries.load(std::sync::atomic::Ordering::Relaxed), 4);
+        assert_eq!(stats.export_drops.total(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_failing_past_the_retry_budget_is_dropped_and_the_shard_moves_on() {
+        let sink = ScriptedSink::new(|r| {
+            if r.time_series.iter().any(|ts| label(ts) == "stuck") {
+                Err(Status::unavailable("this batch never gets through"))
+            } else {
+                Ok(())
+            }
+        });
+        let mut config = config();
+        config.retry.budget = Duration::from_millis(200);
+        // One point per request, so that the fine point travels alone after the stuck ones.
+        config.max_batch = 1;
+        let stuck = series("m", "stuck");
+        let fine = series("m", "fine");
+        let t = now() - 60_000;
+        let points = vec![
+            point(&stuck, t, 1.0),
+            point(&stuck, t + 10_000, 2.0),
+            point(&fine, t, 3.0),
+        ];
+        let started = std::time::Instant::now();
+        let stats = run(sink.clone(), config, points).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(drops(&stats, ExportDrop::RetryBudgetExhausted), 2);
+        assert_eq!(stats.point_status_counts()[Code::Unavailable as usize], 2);
+        assert!(stats.retries.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+        let got: Vec<String> = sink.accepted_series().iter().map(label).collect();
+        assert_eq!(got, ["fine"], "the shard moved on");
+    }
+
+    #[tokio::test]
+    async fn a_partial_failure_drops_only_the_points_the_summary_names() {
+        let sink = ScriptedSink::new(|r| {
+            let summary = CreateTimeSeriesSummary {
+                total_point_count: r.time_series.len() as i32,
+                success_point_count: r.time_series.len() as i32 - 2,
+                errors: vec![SummaryError {
+                    status: Some(gcm_api::rpc::Status {
+                        code: Code::InvalidArgument as i32,
+                        ..Default::default()
+                    }),
+                    point_count: 2,
+                }],
+            };
+            Err(gcm_api::status_with_summary(
+                Code::InvalidArgument,
+                "One or more TimeSeries could not be written",
+                &summary,
+            ))
+        });
+        let t = now() - 1000;
+        let points = (0..5)
+            .map(|i| point(&series("m", &i.to_string()), t, 1.0))
+            .collect();
+        let stats = run(sink.clone(), config(), points).await;
+        assert_eq!(
+            *sink.attempts.lock().unwrap(),
+            1,
+            "a partial failure is not retried"
+        );
+        assert_eq!(
+            stats.points_sent.load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
+        assert_eq!(drops(&stats, ExportDrop::Rejected), 2);
+        let codes = stats.point_status_counts();
+        assert_eq!((codes[0], codes[Code::InvalidArgument as usize]), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn a_whole_request_rejection_is_split_until_the_bad_points_are_isolated() {
+        let sink = ScriptedSink::new(|r| {
+            if r.time_series.iter().any(|ts| label(ts).starts_with("bad")) {
+                Err(Status::invalid_argument(
+                    "Field timeSeries[3] had an invalid value",
+                ))
+            } else {
+                Ok(())
+            }
+        });
+        let t = now() - 1000;
+        let labels = ["0", "1", "bad1", "2", "3", "4", "5", "bad2", "6", "7"];
+        let points = labels
+            .iter()
+            .map(|l| point(&series("m", l), t, 1.0))
+            .collect();
+        let stats = run(sink.clone(), config(), points).await;
+        let got: Vec<String> = sink.accepted_series().iter().map(label).collect();
+        assert_eq!(
+            got,
+            ["0", "1", "2", "3", "4", "5", "6", "7"],
+            "good points arrive, in order"
+        );
+        assert_eq!(drops(&stats, ExportDrop::Rejected), 2);
+        let codes = stats.point_status_counts();
+        assert_eq!((codes[0], codes[Code::InvalidArgument as usize]), (8, 2));
+        assert_eq!(stats.retries.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn points_the_api_would_refuse_are_dropped_before_sending() {
+        let sink = ScriptedSink::new(|_| Ok(()));
+        let bad_type = Arc::new(SeriesPrototype::new(
+            "external.googleapis.com/prometheus/job:rate".into(),
+            &[],
+            "generic_task",
+            &[],
+            PointKind::GaugeDouble,
+        ));
+        let good = series("m", "good");
+        let now = now();
+        let points = vec![
+            point(&bad_type, now - 1000, 1.0),
+            point(&series("m", "old"), now - 26 * 3_600_000, 1.0),
+            point(&series("m", "future"), now + 3_600_000, 1.0),
+            point(&good, now - 1000, 1.0),
+        ];
+        let stats = run(sink.clone(), config(), points).await;
+        let got: Vec<String> = sink.accepted_series().iter().map(label).collect();
+        assert_eq!(got, ["good"]);
+        for reason in [Invalid::MetricType, Invalid::TooOld, Invalid::InFuture] {
+            assert_eq!(
+                drops(&stats, ExportDrop::Invalid(reason)),
+                1,
+                "{}",
+                reason.as_str()
+            );
+        }
+        assert_eq!(stats.export_drops.total(), 3);
+    }
+
+    #[tokio::test]
+    async fn points_that_grow_too_old_while_retrying_are_dropped() {
+        let mut failures = 3;
+        let sink = ScriptedSink::new(move |_| {
+            if failures > 0 {
+                failures -= 1;
+                Err(Status::unavailable("down"))
+            } else {
+                Ok(())
+            }
+        });
+        let mut config = config();
+        config.retry.min_backoff = Duration::from_millis(100);
+        config.time_limits.max_age = Some(Duration::from_millis(1_000));
+        let now = now();
+        let points = vec![
+            point(&series("m", "ageing"), now - 900, 1.0),
+            point(&series("m", "young"), now + 60_000, 1.0),
+        ];
+        let stats = run(sink.clone(), config, points).await;
+        let got: Vec<String> = sink.accepted_series().iter().map(label).collect();
+        assert_eq!(got, ["young"]);
+        assert_eq!(drops(&stats, ExportDrop::Invalid(Invalid::TooOld)), 1);
+    }
+
+    #[test]
+    fn jitter_spreads_waits_between_half_and_all_of_the_backoff() {
+        let mut j = Jitter::new(3);
+        let waits: Vec<Duration> = (0..1000)
+            .map(|_| j.spread(Duration::from_secs(1)))
+            .collect();
+        assert!(
+            waits
+                .iter()
+                .all(|w| *w >= Duration::from_millis(500) && *w <= Duration::from_secs(1))
+        );
+        let distinct: std::collections::HashSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 900);
     }
 }

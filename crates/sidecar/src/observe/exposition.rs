@@ -164,6 +164,18 @@ pub fn render(
             stats.series_dropped_count(reason) as f64,
         );
     }
+    w.family(
+        "prometheus_sidecar_dropped_series_by_metric",
+        Kind::Counter,
+        "Series not exported, by reason and metric name (at most 10000 names; more count as _other_).",
+    );
+    for (reason, metric, n) in stats.series_dropped_by_metric() {
+        w.sample(
+            "prometheus_sidecar_dropped_series_by_metric",
+            &[("reason", reason.as_str()), ("metric", &metric)],
+            n as f64,
+        );
+    }
     let version_tag = format!("stackdriver-prometheus-sidecar/{}", info.version);
     w.single(
         "agent_googleapis_com_agent_uptime",
@@ -334,6 +346,21 @@ pub fn render(
             stats.histograms_dropped_count(reason) as f64,
         );
     }
+    w.family(
+        "prometheus_sidecar_export_points_dropped_total",
+        Kind::Counter,
+        "Points taken by the senders and not written, by reason: a rule of the API they break \
+         (checked before sending), retry_budget_exhausted (transient failures outlasted \
+         --stackdriver.retry-budget) or rejected (refused by the API; codes in \
+         agent_googleapis_com_agent_monitoring_point_count).",
+    );
+    for reason in crate::export::ExportDrop::ALL {
+        w.sample(
+            "prometheus_sidecar_export_points_dropped_total",
+            &[("reason", reason.as_str())],
+            stats.export_drops.count(reason) as f64,
+        );
+    }
     w.single(
         "prometheus_sidecar_send_retries_total",
         Kind::Counter,
@@ -443,7 +470,7 @@ mod tests {
         stats.points_sent(1);
         stats.point_status(0, 1);
         stats.point_status(3, 2);
-        stats.series_dropped(DropReason::TargetNotFound);
+        stats.series_dropped_metric(DropReason::TargetNotFound, "node_load1");
         let aggregates = [AggregateValue {
             name: "all requests".into(),
             prometheus_name: "all_requests".into(),
@@ -469,6 +496,11 @@ mod tests {
             (
                 r#"prometheus_sidecar_dropped_series{reason="metadata_not_found"}"#.into(),
                 0.0,
+            ),
+            (
+                r#"prometheus_sidecar_dropped_series_by_metric{reason="target_not_found",metric="node_load1"}"#
+                    .into(),
+                1.0,
             ),
             (
                 r#"agent_googleapis_com_agent_monitoring_point_count{status="0"}"#.into(),

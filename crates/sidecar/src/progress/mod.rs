@@ -127,7 +127,11 @@ pub async fn run_keeper(
                 error = %err,
                 "saving progress failed; will retry"
             ),
-            Err(err) => tracing::warn!(error = %err, "saving progress failed; will retry"),
+            Err(err) => tracing::warn!(
+                dir = %dir.display(),
+                error = %err,
+                "saving progress failed; will retry"
+            ),
         }
     }
 }

@@ -160,6 +160,9 @@ impl PromApi {
     /// the original resolved API paths RFC-3986 style, so a base without trailing slash lost its
     /// last path segment (`/prefix` → `/api/v1/targets`), while `/-/ready` kept it.
     pub fn new(base: Url, request_timeout: Duration) -> Self {
+        // reqwest is built with rustls without a provider (the credentials crate asks for it):
+        // building a client panics unless a process-wide provider is installed first.
+        crate::export::client::install_crypto_provider();
         let mut builder = reqwest::Client::builder().timeout(request_timeout);
         // Like Go's ProxyFromEnvironment (which the original used): never send requests for a
         // loopback Prometheus through HTTP_PROXY.
@@ -167,11 +170,10 @@ impl PromApi {
             builder = builder.no_proxy();
         }
         // Invariant: `build` fails only for an invalid option (this sets just a timeout and
-        // `no_proxy`) or a TLS backend that cannot start; this crate's reqwest has no TLS. If TLS
-        // is enabled later, the rustls crypto provider must be installed before this runs.
+        // `no_proxy`) or a TLS backend that cannot start; its crypto provider is installed above.
         let client = builder
             .build()
-            .expect("reqwest client with a timeout and no TLS builds");
+            .expect("reqwest client with a timeout and an installed TLS provider builds");
         Self {
             client,
             base: directory_form(base),

@@ -55,7 +55,11 @@ impl SeriesGc {
             Ok(n) => n,
             Err(err) => {
                 // The checkpoint may have been replaced under us; try again next time.
-                tracing::warn!(error = %err, "series cache garbage collection skipped");
+                tracing::warn!(
+                    wal = %self.dir.display(),
+                    error = %err,
+                    "series cache garbage collection skipped; old series stay cached until the next checkpoint"
+                );
                 0
             }
         }

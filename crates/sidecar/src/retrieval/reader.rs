@@ -7,8 +7,9 @@
 //! dropping the reader drops its export handle so the shards can drain.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_wal::record::{
     RecordType, RefSample, RefSeries, decode_samples, decode_series, record_type,
@@ -45,6 +46,12 @@ pub struct Reader<S> {
     runs: RunCollector,
     /// Aggregated counters, if configured, and when their points are next due.
     aggregates: Option<(Arc<CounterAggregator>, ExportSchedule)>,
+    /// Set at shutdown; the reader then stops waiting for Prometheus.
+    stop: Option<Arc<AtomicBool>>,
+    /// How long after start a missing target is waited for (see [`TARGET_GRACE`]).
+    grace: Duration,
+    /// Until then, a series' missing target is waited for.
+    grace_until: Instant,
 }
 
 /// Where delivery stands: what a previous run delivered, and what this run has queued.
@@ -100,12 +107,27 @@ impl<S: SeriesSources> Reader<S> {
             samples_buf: Vec::new(),
             runs: RunCollector::default(),
             aggregates: None,
+            stop: None,
+            grace: TARGET_GRACE,
+            grace_until: Instant::now(),
         }
     }
 
     /// Exports only the series `filter` selects (`--include`, `--filter`).
     pub fn with_filter(mut self, filter: SeriesFilter) -> Reader<S> {
         self.cache.set_filter(filter);
+        self
+    }
+
+    /// Waits up to `grace` after start for missing targets (default [`TARGET_GRACE`]).
+    pub fn with_target_grace(mut self, grace: Duration) -> Reader<S> {
+        self.grace = grace;
+        self
+    }
+
+    /// Makes waits for Prometheus end when `stop` is set (the follower's stop flag).
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Reader<S> {
+        self.stop = Some(stop);
         self
     }
 
@@ -120,6 +142,7 @@ impl<S: SeriesSources> Reader<S> {
 
     /// Follows the WAL until stopped. Errors are those the follower cannot recover from.
     pub fn run(mut self, follower: &mut Follower) -> Result<ReaderExit, WalError> {
+        self.grace_until = Instant::now() + self.grace;
         let mut gc = SeriesGc::new(follower.dir().to_path_buf());
         while let Some(record) = follower.next_record()? {
             let segment = match record.source {
@@ -220,7 +243,11 @@ impl<S: SeriesSources> Reader<S> {
                 continue;
             }
             if entry.needs_resolution(now) {
-                resolve_entry(&self.resolver, &self.runtime, &self.stats, entry, now);
+                let waiting = Waiting {
+                    stop: self.stop.as_deref(),
+                    grace_until: self.grace_until,
+                };
+                resolve_entry(&self.resolver, &self.runtime, &self.stats, entry, &waiting);
                 if matches!(entry.state, SeriesState::Resolved { .. }) {
                     self.delivery.restore(sample.series_ref, entry);
                 }
@@ -412,14 +439,58 @@ fn labels_hash(labels: &[prometheus_wal::Label]) -> u64 {
     h.digest()
 }
 
+/// How long after the reader starts a missing target is waited for rather than counted: service
+/// discovery needs a moment after a Prometheus (re)start before every target is listed.
+pub const TARGET_GRACE: Duration = Duration::from_secs(30);
+
+/// When the reader waits for Prometheus instead of dropping samples.
+struct Waiting<'a> {
+    /// Set at shutdown: stop waiting.
+    stop: Option<&'a AtomicBool>,
+    /// Until then, a missing target is waited for.
+    grace_until: Instant,
+}
+
+/// Resolves `entry`. While Prometheus cannot answer (unreachable, not ready, no targets yet) —
+/// and during the start-up grace, while a target is missing — the reader waits and asks again
+/// rather than dropping samples: the WAL on disk is the buffer.
 fn resolve_entry<S: SeriesSources>(
     resolver: &Resolver<S>,
     runtime: &Handle,
     stats: &Stats,
     entry: &mut SeriesEntry,
-    now: Instant,
+    waiting: &Waiting<'_>,
 ) {
-    match runtime.block_on(resolver.resolve(&entry.labels)) {
+    let mut backoff = Duration::from_millis(200);
+    let mut warned = false;
+    let outcome = loop {
+        let outcome = runtime.block_on(resolver.resolve(&entry.labels));
+        let transient = match &outcome {
+            Err(err) => {
+                if !warned {
+                    tracing::warn!(
+                        series = %display_labels(&entry.labels),
+                        error = %err,
+                        "looking up a series' target or metadata failed; reading pauses until Prometheus answers"
+                    );
+                    warned = true;
+                }
+                true
+            }
+            Ok(Resolution::Dropped(DropReason::TargetNotFound)) => {
+                Instant::now() + backoff <= waiting.grace_until
+            }
+            Ok(_) => false,
+        };
+        let stopping = waiting.stop.is_some_and(|s| s.load(Relaxed));
+        if !transient || stopping {
+            break outcome;
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    };
+    let now = Instant::now();
+    match outcome {
         Ok(Resolution::Resolved(series)) => {
             entry.state = SeriesState::Resolved {
                 series,
@@ -432,12 +503,9 @@ fn resolve_entry<S: SeriesSources>(
             }
         }
         Err(err) => {
+            // Only when shutting down.
             entry.mark_unresolved(None, now);
-            tracing::warn!(
-                series = %display_labels(&entry.labels),
-                error = %err,
-                "looking up a series' target or metadata failed; will retry"
-            );
+            tracing::debug!(error = %err, "series left unresolved at shutdown");
         }
     }
 }

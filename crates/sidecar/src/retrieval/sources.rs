@@ -20,7 +20,14 @@ pub struct PrometheusSources {
 
 impl SeriesSources for PrometheusSources {
     async fn target(&self, series: &[Label]) -> Result<Option<Arc<Target>>, String> {
-        self.targets.get(series).await.map_err(|e| e.to_string())
+        match self.targets.get(series).await {
+            Ok(None) if self.targets.active_targets().await == 0 => {
+                // Right after Prometheus (re)starts it reports no targets for a moment: not an
+                // answer about this series yet.
+                Err("Prometheus reports no active targets yet".into())
+            }
+            other => other.map_err(|e| e.to_string()),
+        }
     }
 
     async fn metadata(

@@ -196,6 +196,18 @@ impl TargetsCache {
     /// Replaces the index with the current `/api/v1/targets`. Targets equal to cached ones keep
     /// their `Arc`; negative entries of keys still without target are kept. On error the index
     /// is left as it was.
+    /// Number of job/instance keys with at least one active target, as of the last refresh
+    /// (0 also right after a Prometheus restart, before its scrape manager has any targets).
+    pub async fn active_targets(&self) -> usize {
+        let index = self.index.read().await;
+        index
+            .by_key
+            .values()
+            .filter(|k| matches!(k, KeyTargets::Found(_)))
+            .count()
+    }
+
+    /// Refreshes the index from `/api/v1/targets`.
     pub async fn refresh(&self) -> Result<(), TargetsError> {
         let _refreshing = self.refresh_lock.lock().await;
         self.refresh_holding_lock().await

@@ -1,0 +1,254 @@
+//! `sidecar-bench`: how fast and how lean the sidecar catches up on a recorded WAL.
+//!
+//! Serves the recorded Prometheus API answers from a local replay server, runs the sidecar binary
+//! against a copy of the WAL and a counting `CreateTimeSeries` sink on loopback, waits until every
+//! WAL sample is processed and every produced point delivered, and prints samples/s,
+//! CPU-seconds per million samples (from the process's own accounting in `/proc`), peak resident
+//! memory and bytes per series. Linux only.
+
+mod replay;
+mod sink;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use prometheus_wal::{Follower, RecordType, decode_samples, decode_series, record_type};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sidecar-bench",
+    about = "Catch-up benchmark of stackdriver-prometheus-sidecar"
+)]
+struct Args {
+    /// Directory holding `wal/`, `targets.json` and `metadata-all.json`.
+    #[arg(long)]
+    input: PathBuf,
+    /// The sidecar binary to measure.
+    #[arg(long, default_value = "target/release/stackdriver-prometheus-sidecar")]
+    sidecar: PathBuf,
+    /// Give up after this long.
+    #[arg(long, default_value = "15m")]
+    timeout: humantime::Duration,
+    /// Extra flags for the sidecar (after `--`).
+    #[arg(last = true)]
+    extra: Vec<String>,
+}
+
+/// What the WAL holds.
+struct WalCounts {
+    samples: u64,
+    series: u64,
+    bytes: u64,
+    decode: Duration,
+}
+
+fn count_wal(dir: &Path) -> anyhow::Result<WalCounts> {
+    let start = Instant::now();
+    let mut follower = Follower::open_to_end(dir)?;
+    let (mut series_buf, mut samples_buf) = (Vec::new(), Vec::new());
+    let (mut samples, mut series) = (0u64, 0u64);
+    while let Some(record) = follower.next_record()? {
+        match record_type(record.data) {
+            RecordType::Series => {
+                decode_series(record.data, &mut series_buf)?;
+                series += series_buf.len() as u64;
+            }
+            RecordType::Samples => {
+                decode_samples(record.data, &mut samples_buf)?;
+                samples += samples_buf.len() as u64;
+            }
+            _ => {}
+        }
+    }
+    let bytes = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    Ok(WalCounts {
+        samples,
+        series,
+        bytes,
+        decode: start.elapsed(),
+    })
+}
+
+fn copy_wal(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_file()
+            && e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// CPU seconds (user + system) and peak RSS bytes of a process, from `/proc`.
+fn process_usage(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let hwm_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
+    Some((ticks / 100.0, hwm_kb * 1024))
+}
+
+/// The sidecar's own counters, from its `/metrics`.
+#[derive(Debug, Default)]
+struct SidecarCounts {
+    processed: f64,
+    produced: f64,
+    succeeded: f64,
+    failed: f64,
+}
+
+async fn scrape(client: &reqwest::Client, url: &str) -> Option<SidecarCounts> {
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    let mut c = SidecarCounts::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let metric = name.split('{').next().unwrap_or(name);
+        let v: f64 = value.parse().unwrap_or(0.0);
+        match metric {
+            "prometheus_sidecar_samples_processed" => c.processed += v,
+            "prometheus_sidecar_samples_produced" => c.produced += v,
+            "prometheus_remote_storage_succeeded_samples_total" => c.succeeded += v,
+            "prometheus_remote_storage_failed_samples_total" => c.failed += v,
+            _ => {}
+        }
+    }
+    Some(c)
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // Needed when reqwest is built with TLS elsewhere in the workspace; plain HTTP is all we use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let wal_in = args.input.join("wal");
+    let counts = count_wal(&wal_in).with_context(|| format!("reading {}", wal_in.display()))?;
+    println!(
+        "input: {} samples, {} series, {} WAL bytes (decoded here in {:.2} s)",
+        counts.samples,
+        counts.series,
+        counts.bytes,
+        counts.decode.as_secs_f64()
+    );
+
+    let work = tempfile::tempdir()?;
+    let wal = work.path().join("wal");
+    copy_wal(&wal_in, &wal)?;
+    let prom = replay::serve(replay::Recorded::load(&args.input)?).await?;
+    let (sink_addr, sink) = sink::serve().await?;
+    let web = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+
+    let log = std::fs::File::create(work.path().join("sidecar.log"))?;
+    let started = Instant::now();
+    let child = Command::new(&args.sidecar)
+        .args([
+            "--stackdriver.project-id=bench".to_string(),
+            format!("--stackdriver.api-address=http://{sink_addr}/?auth=false"),
+            "--stackdriver.generic.location=bench".to_string(),
+            "--stackdriver.generic.namespace=bench".to_string(),
+            format!("--prometheus.wal-directory={}", wal.display()),
+            format!("--prometheus.api-address=http://{prom}/"),
+            format!("--web.listen-address={web}"),
+            "--log.level=warn".to_string(),
+        ])
+        .args(&args.extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", args.sidecar.display()))?;
+    let pid = child.id();
+    let mut child = Killed(child);
+
+    let client = reqwest::Client::new();
+    let metrics_url = format!("http://{web}/metrics");
+    let deadline = started + Duration::from_secs(args.timeout.as_secs());
+    let (cpu, rss, done_at) = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(Some(status)) = child.0.try_wait() {
+            let log = std::fs::read_to_string(work.path().join("sidecar.log")).unwrap_or_default();
+            bail!("the sidecar exited early ({status}):\n{log}");
+        }
+        let usage = process_usage(pid);
+        if let Some(c) = scrape(&client, &metrics_url).await
+            && c.processed >= counts.samples as f64
+            && c.produced <= c.succeeded + c.failed
+        {
+            let (cpu, rss) = usage.context("reading /proc")?;
+            break (cpu, rss, Instant::now());
+        }
+        if Instant::now() > deadline {
+            bail!("not done after {}", args.timeout);
+        }
+    };
+    let (first, last) = sink
+        .times
+        .lock()
+        .ok()
+        .and_then(|t| *t)
+        .context("the sink received nothing")?;
+    let wall = done_at - started;
+    let points = sink.points.load(Ordering::Relaxed);
+    let m = counts.samples as f64 / 1e6;
+    println!("sidecar: {}", args.sidecar.display());
+    println!(
+        "delivered: {points} points in {} requests",
+        sink.requests.load(Ordering::Relaxed)
+    );
+    println!(
+        "first point after {:.2} s; last after {:.2} s; all delivered after {:.2} s",
+        (first - started).as_secs_f64(),
+        (last - started).as_secs_f64(),
+        wall.as_secs_f64()
+    );
+    println!(
+        "throughput: {:.0} samples/s (WAL samples / time to deliver everything)",
+        counts.samples as f64 / wall.as_secs_f64()
+    );
+    println!("cpu: {cpu:.2} s = {:.3} CPU-s per million samples", cpu / m);
+    println!(
+        "peak RSS: {:.1} MB = {:.0} bytes per series",
+        rss as f64 / 1e6,
+        rss as f64 / counts.series as f64
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.0.wait();
+    Ok(())
+}
