@@ -120,6 +120,8 @@ struct SidecarCounts {
     produced: f64,
     succeeded: f64,
     failed: f64,
+    /// Points refused by the sidecar's own validation before sending.
+    invalid: f64,
 }
 
 async fn scrape(client: &reqwest::Client, url: &str) -> Option<SidecarCounts> {
@@ -136,6 +138,7 @@ async fn scrape(client: &reqwest::Client, url: &str) -> Option<SidecarCounts> {
             "prometheus_sidecar_samples_produced" => c.produced += v,
             "prometheus_remote_storage_succeeded_samples_total" => c.succeeded += v,
             "prometheus_remote_storage_failed_samples_total" => c.failed += v,
+            "prometheus_sidecar_export_points_dropped_total" => c.invalid += v,
             _ => {}
         }
     }
@@ -207,8 +210,12 @@ async fn main() -> anyhow::Result<()> {
         let usage = process_usage(pid);
         if let Some(c) = scrape(&client, &metrics_url).await
             && c.processed >= counts.samples as f64
-            && c.produced <= c.succeeded + c.failed
+            && c.produced <= c.succeeded + c.failed + c.invalid
         {
+            println!(
+                "sidecar counts: processed {} produced {} accepted {} failed {} not sent (invalid) {}",
+                c.processed, c.produced, c.succeeded, c.failed, c.invalid
+            );
             let (cpu, rss) = usage.context("reading /proc")?;
             break (cpu, rss, Instant::now());
         }

@@ -162,8 +162,7 @@ async fn run_on(
             resume,
             start_after_ms,
         },
-    )
-    .with_target_grace(std::time::Duration::ZERO);
+    );
     let mut follower = Follower::open_to_end(dir).unwrap();
     let exit = tokio::task::spawn_blocking(move || reader.run(&mut follower))
         .await

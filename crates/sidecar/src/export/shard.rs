@@ -828,7 +828,10 @@ mod tests {
             }
         });
         let mut config = config();
+        // Waits of at least 50 + 100 + 200 ms (jitter keeps half or more): the point ages past
+        // the limit during the retries whatever the jitter draws.
         config.retry.min_backoff = Duration::from_millis(100);
+        config.retry.max_backoff = Duration::from_millis(400);
         config.time_limits.max_age = Some(Duration::from_millis(1_000));
         let now = now();
         let points = vec![

@@ -48,10 +48,6 @@ pub struct Reader<S> {
     aggregates: Option<(Arc<CounterAggregator>, ExportSchedule)>,
     /// Set at shutdown; the reader then stops waiting for Prometheus.
     stop: Option<Arc<AtomicBool>>,
-    /// How long after start a missing target is waited for (see [`TARGET_GRACE`]).
-    grace: Duration,
-    /// Until then, a series' missing target is waited for.
-    grace_until: Instant,
 }
 
 /// Where delivery stands: what a previous run delivered, and what this run has queued.
@@ -108,20 +104,12 @@ impl<S: SeriesSources> Reader<S> {
             runs: RunCollector::default(),
             aggregates: None,
             stop: None,
-            grace: TARGET_GRACE,
-            grace_until: Instant::now(),
         }
     }
 
     /// Exports only the series `filter` selects (`--include`, `--filter`).
     pub fn with_filter(mut self, filter: SeriesFilter) -> Reader<S> {
         self.cache.set_filter(filter);
-        self
-    }
-
-    /// Waits up to `grace` after start for missing targets (default [`TARGET_GRACE`]).
-    pub fn with_target_grace(mut self, grace: Duration) -> Reader<S> {
-        self.grace = grace;
         self
     }
 
@@ -142,7 +130,6 @@ impl<S: SeriesSources> Reader<S> {
 
     /// Follows the WAL until stopped. Errors are those the follower cannot recover from.
     pub fn run(mut self, follower: &mut Follower) -> Result<ReaderExit, WalError> {
-        self.grace_until = Instant::now() + self.grace;
         let mut gc = SeriesGc::new(follower.dir().to_path_buf());
         while let Some(record) = follower.next_record()? {
             let segment = match record.source {
@@ -243,11 +230,13 @@ impl<S: SeriesSources> Reader<S> {
                 continue;
             }
             if entry.needs_resolution(now) {
-                let waiting = Waiting {
-                    stop: self.stop.as_deref(),
-                    grace_until: self.grace_until,
-                };
-                resolve_entry(&self.resolver, &self.runtime, &self.stats, entry, &waiting);
+                resolve_entry(
+                    &self.resolver,
+                    &self.runtime,
+                    &self.stats,
+                    entry,
+                    self.stop.as_deref(),
+                );
                 if matches!(entry.state, SeriesState::Resolved { .. }) {
                     self.delivery.restore(sample.series_ref, entry);
                 }
@@ -439,27 +428,15 @@ fn labels_hash(labels: &[prometheus_wal::Label]) -> u64 {
     h.digest()
 }
 
-/// How long after the reader starts a missing target is waited for rather than counted: service
-/// discovery needs a moment after a Prometheus (re)start before every target is listed.
-pub const TARGET_GRACE: Duration = Duration::from_secs(30);
-
-/// When the reader waits for Prometheus instead of dropping samples.
-struct Waiting<'a> {
-    /// Set at shutdown: stop waiting.
-    stop: Option<&'a AtomicBool>,
-    /// Until then, a missing target is waited for.
-    grace_until: Instant,
-}
-
-/// Resolves `entry`. While Prometheus cannot answer (unreachable, not ready, no targets yet) —
-/// and during the start-up grace, while a target is missing — the reader waits and asks again
-/// rather than dropping samples: the WAL on disk is the buffer.
+/// Resolves `entry`. While Prometheus cannot answer (unreachable, not ready, or listing no
+/// targets yet after a restart) the reader waits and asks again rather than dropping samples:
+/// the WAL on disk is the buffer. `stop` (set at shutdown) ends the wait.
 fn resolve_entry<S: SeriesSources>(
     resolver: &Resolver<S>,
     runtime: &Handle,
     stats: &Stats,
     entry: &mut SeriesEntry,
-    waiting: &Waiting<'_>,
+    stop: Option<&AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(200);
     let mut warned = false;
@@ -477,12 +454,9 @@ fn resolve_entry<S: SeriesSources>(
                 }
                 true
             }
-            Ok(Resolution::Dropped(DropReason::TargetNotFound)) => {
-                Instant::now() + backoff <= waiting.grace_until
-            }
             Ok(_) => false,
         };
-        let stopping = waiting.stop.is_some_and(|s| s.load(Relaxed));
+        let stopping = stop.is_some_and(|s| s.load(Relaxed));
         if !transient || stopping {
             break outcome;
         }
