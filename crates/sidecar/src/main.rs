@@ -14,7 +14,7 @@ use clap::Parser;
 use prometheus_wal::{FollowOptions, Follower};
 use stackdriver_prometheus_sidecar::config::{Config, Flags, LogFormat, LogLevel, WalStart};
 use stackdriver_prometheus_sidecar::export::{
-    ExportConfig, Exporter, FileSink, GrpcSink, client::install_crypto_provider,
+    ExportConfig, Exporter, FileSink, GrpcSink, autoscale, client::install_crypto_provider,
 };
 use stackdriver_prometheus_sidecar::metadata::MetadataCache;
 use stackdriver_prometheus_sidecar::observe::recent::RecentErrors;
@@ -31,8 +31,6 @@ use stackdriver_prometheus_sidecar::targets::TargetsCache;
 use stackdriver_prometheus_sidecar::web;
 use tokio_util::sync::CancellationToken;
 
-/// Shards sending in parallel.
-const SHARDS: usize = 4;
 /// Timeout of each Prometheus API request.
 const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timeout of each `CreateTimeSeries` call (the original's).
@@ -108,7 +106,7 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     tokio::spawn(watch_signals(cancel.clone()));
     let stats = Arc::new(Stats::default());
-    let web = web::start(&config, SHARDS, stats.clone(), recent, cancel.clone()).await?;
+    let web = web::start(&config, stats.clone(), recent, cancel.clone()).await?;
 
     let stop_reading = Arc::new(AtomicBool::new(false));
     let mut follower = Follower::open(
@@ -122,19 +120,18 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     stats.mark_wal_open();
 
     let (resume, start_after_ms) = load_progress(&config)?;
-    let resume = resume.with_marks(progress::marks::load(&config.wal_directory), SHARDS);
-    let marks = DeliveryMarks::create(&config.wal_directory, SHARDS, resume.marks()).with_context(
-        || {
+    let resume = resume.with_marks(progress::marks::load(&config.wal_directory));
+    let marks =
+        DeliveryMarks::create(&config.wal_directory, resume.marks()).with_context(|| {
             format!(
                 "creating the delivery marks in {}",
                 config.wal_directory.display()
             )
-        },
-    )?;
-    let tracker = Arc::new(DeliveryTracker::new(SHARDS, resume.position).with_marks(marks));
+        })?;
+    let tracker = Arc::new(DeliveryTracker::new(resume.position).with_marks(marks));
     resume.register_all(&tracker);
 
-    let mut export_config = ExportConfig::new(&config.project_id, SHARDS);
+    let mut export_config = ExportConfig::new(&config.project_id, config.shards.min);
     export_config.retry.budget = config.retry_budget;
     let exporter = match &config.store_in_files_directory {
         Some(dir) => {
@@ -198,6 +195,13 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
             .run_refresher(TARGETS_REFRESH, cancel.clone()),
     );
     tokio::spawn(log_progress(stats.clone(), cancel.clone()));
+    tokio::spawn(autoscale::run(
+        exporter.resharder(),
+        stats.clone(),
+        config.shards,
+        autoscale::TICK,
+        cancel.clone(),
+    ));
     tokio::spawn(progress::run_keeper(
         config.wal_directory.clone(),
         tracker.clone(),

@@ -165,6 +165,10 @@ pub struct Stats {
     pub export_drops: crate::export::drops::ExportDrops,
     /// Total time spent in requests, in microseconds.
     pub send_micros: AtomicU64,
+    /// Points in all request attempts (with `send_micros`, the cost of sending a point).
+    pub points_attempted: AtomicU64,
+    /// Shards sending now.
+    pub shards: AtomicU64,
     /// Requests per duration bucket ([`SEND_DURATION_BUCKETS`], then +Inf); not cumulative.
     send_duration_buckets: [AtomicU64; SEND_DURATION_BUCKETS.len() + 1],
     /// Points by the gRPC status the API gave them (the original's `point_count{status}`).
@@ -175,6 +179,8 @@ pub struct Stats {
     wal_segment: AtomicU64,
     /// Offset just after that record in its segment.
     wal_offset: AtomicU64,
+    /// Bytes of WAL read (record ends' progress through the segments).
+    pub wal_bytes_read: AtomicU64,
     /// Newest sample timestamp read from the WAL, in milliseconds (0: none yet).
     newest_sample_ms: AtomicI64,
     /// Bytes of WAL segments not read yet, as last measured.
@@ -248,20 +254,26 @@ impl Stats {
         self.histograms_dropped[reason as usize].load(Relaxed)
     }
 
+    /// The export stage now runs `shards` shards.
+    pub fn set_shards(&self, shards: usize) {
+        self.shards.store(shards as u64, Relaxed);
+    }
+
     /// A point entered a queue.
     pub fn queued(&self) {
         self.samples_produced.fetch_add(1, Relaxed);
         self.queue_length.fetch_add(1, Relaxed);
     }
 
-    /// A shard took a point from its queue.
-    pub fn queue_taken(&self) {
-        self.queue_length.fetch_sub(1, Relaxed);
+    /// A shard took `n` points from its queue.
+    pub fn queue_taken(&self, n: u64) {
+        self.queue_length.fetch_sub(n, Relaxed);
     }
 
-    /// Records one request attempt's duration.
-    pub fn observe_send(&self, took: Duration) {
+    /// Records one request attempt's duration and the points it carried.
+    pub fn observe_send(&self, took: Duration, points: u64) {
         self.requests.fetch_add(1, Relaxed);
+        self.points_attempted.fetch_add(points, Relaxed);
         self.send_micros.fetch_add(took.as_micros() as u64, Relaxed);
         let secs = took.as_secs_f64();
         let bucket = SEND_DURATION_BUCKETS
@@ -317,6 +329,19 @@ impl Stats {
 
     /// The reader took a WAL record ending at `position`.
     pub fn wal_record_read(&self, position: WalPosition) {
+        // Only the reader thread calls this, so the previous position is its own.
+        let (segment, offset) = (
+            self.wal_segment.load(Relaxed),
+            self.wal_offset.load(Relaxed),
+        );
+        let advanced = if position.segment == segment {
+            position.offset.saturating_sub(offset)
+        } else if position.segment > segment {
+            position.offset
+        } else {
+            0
+        };
+        self.wal_bytes_read.fetch_add(advanced, Relaxed);
         self.wal_segment.store(position.segment, Relaxed);
         self.wal_offset.store(position.offset, Relaxed);
     }

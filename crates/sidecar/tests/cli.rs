@@ -29,6 +29,8 @@ fn help_lists_every_flag_and_exits_0() {
         "--stackdriver.metrics-prefix",
         "--stackdriver.use-gke-resource",
         "--stackdriver.retry-budget",
+        "--stackdriver.min-shards",
+        "--stackdriver.max-shards",
         "--stackdriver.store-in-files-directory",
         "--prometheus.wal-directory",
         "--prometheus.api-address",
@@ -99,6 +101,22 @@ fn invalid_values_exit_2_naming_the_flag() {
         (
             &["--prometheus.api-address=localhost:9090"][..],
             "--prometheus.api-address",
+        ),
+        (
+            &["--stackdriver.min-shards=0"][..],
+            "--stackdriver.min-shards",
+        ),
+        (
+            &["--stackdriver.max-shards=5000"][..],
+            "--stackdriver.max-shards",
+        ),
+        (
+            &["--stackdriver.min-shards=8", "--stackdriver.max-shards=4"][..],
+            "--stackdriver.max-shards",
+        ),
+        (
+            &["--stackdriver.max-shards=many"][..],
+            "--stackdriver.max-shards",
         ),
     ] {
         let mut all = vec!["--stackdriver.project-id=p"];

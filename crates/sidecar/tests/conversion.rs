@@ -177,7 +177,7 @@ async fn histograms_renames_filters_and_aggregates_pass_the_emulator() {
         Duration::from_secs(10),
     )
     .unwrap();
-    let tracker = Arc::new(DeliveryTracker::new(2, Resume::default().position));
+    let tracker = Arc::new(DeliveryTracker::new(Resume::default().position));
     let exporter = Exporter::start(
         Arc::new(sink),
         ExportConfig::new("proj", 2),

@@ -67,7 +67,7 @@ async fn survive(outage: Outage, rounds: usize, every: Duration) {
             ))
         })
         .collect();
-    let handle = exporter.handle();
+    let mut handle = exporter.handle();
     let started = Instant::now();
     let feeder = tokio::task::spawn_blocking(move || {
         for round in 0..rounds {

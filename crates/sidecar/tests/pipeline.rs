@@ -133,9 +133,9 @@ async fn run_on(
     let stats = Arc::new(Stats::default());
     let sink = Arc::new(RecordingSink::default());
     // As in production: the marks of the previous run, and a marks file for this one.
-    let resume = resume.with_marks(progress::marks::load(dir), 3);
-    let marks = DeliveryMarks::create(dir, 3, resume.marks()).unwrap();
-    let tracker = Arc::new(DeliveryTracker::new(3, resume.position).with_marks(marks));
+    let resume = resume.with_marks(progress::marks::load(dir));
+    let marks = DeliveryMarks::create(dir, resume.marks()).unwrap();
+    let tracker = Arc::new(DeliveryTracker::new(resume.position).with_marks(marks));
     resume.register_all(&tracker);
     let exporter = Exporter::start(
         sink.clone(),
@@ -149,6 +149,7 @@ async fn run_on(
             ("temperature", MetricType::Gauge),
             ("requests_total", MetricType::Counter),
             ("untyped_thing", MetricType::Unknown),
+            ("latency", MetricType::Histogram),
         ]),
     };
     let resolver = Resolver::new(sources, "external.googleapis.com/prometheus".into(), false);
@@ -519,4 +520,111 @@ async fn delivery_marks_cover_what_the_last_save_missed() {
             ("temperature".into(), None, 4000, 4.0),
         ]
     );
+}
+
+/// A histogram: `latency_bucket` for 0.5 and +Inf, `_sum` and `_count` (refs 11 to 14).
+fn histogram_series() -> Vec<RefSeries> {
+    let part = |r: u64, name: &str, le: Option<&str>| {
+        let mut l = vec![("__name__", name), ("job", "app"), ("instance", "a:1")];
+        if let Some(le) = le {
+            l.push(("le", le));
+        }
+        RefSeries {
+            series_ref: r,
+            labels: labels(&l),
+        }
+    };
+    vec![
+        part(11, "latency_bucket", Some("0.5")),
+        part(12, "latency_bucket", Some("+Inf")),
+        part(13, "latency_sum", None),
+        part(14, "latency_count", None),
+    ]
+}
+
+/// One scrape of the histogram at `i` seconds: `i` observations of 0.25 (so `i` in the first
+/// bucket, and `i` in all).
+fn histogram_scrape(i: i64) -> Vec<RefSample> {
+    let n = i as f64;
+    vec![
+        sample(11, i * 1000, n),
+        sample(12, i * 1000, n),
+        sample(13, i * 1000, 0.25 * n),
+        sample(14, i * 1000, n),
+    ]
+}
+
+/// (start, end, count) of every histogram point sent.
+fn histogram_points(requests: &[CreateTimeSeriesRequest]) -> Vec<(Option<i64>, i64, i64)> {
+    points_of(requests, "/latency")
+        .into_iter()
+        .map(|ts| {
+            let Some(typed_value::Value::DistributionValue(d)) =
+                ts.points[0].value.as_ref().unwrap().value.as_ref()
+            else {
+                panic!("not a distribution: {ts:?}")
+            };
+            (start_ms(ts), end_ms(ts), d.count)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histograms_resume_with_their_start_time_and_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let first: Vec<Vec<RefSample>> = (1..=3).map(histogram_scrape).collect();
+    write_segment(dir.path(), "00000000", &histogram_series(), &first);
+    let (sent, _, saved) = run_on(dir.path(), Resume::default(), None).await;
+    assert_eq!(
+        histogram_points(&sent),
+        vec![(Some(1000), 2000, 1), (Some(1000), 3000, 2)]
+    );
+    assert_eq!(saved.histograms.len(), 1);
+    progress::file::save(dir.path(), &saved).unwrap();
+
+    write_segment(
+        dir.path(),
+        "00000001",
+        &[],
+        &[histogram_scrape(4), histogram_scrape(5)],
+    );
+    let loaded = progress::file::load(dir.path()).unwrap();
+    let (sent, stats, _) = run_on(dir.path(), Resume::new(loaded), None).await;
+    // Same start time, measured from the first run's baseline; nothing swallowed as a baseline.
+    assert_eq!(
+        histogram_points(&sent),
+        vec![(Some(1000), 4000, 3), (Some(1000), 5000, 4)]
+    );
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stats.samples_baseline.load(Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histogram_points_covered_by_delivery_marks_are_not_sent_again() {
+    // A save that only saw the baseline run...
+    let early = tempfile::tempdir().unwrap();
+    write_segment(
+        early.path(),
+        "00000000",
+        &histogram_series(),
+        &[histogram_scrape(1)],
+    );
+    let (_, _, stale) = run_on(early.path(), Resume::default(), None).await;
+    // ...while two more runs were delivered before a kill.
+    let dir = tempfile::tempdir().unwrap();
+    let runs: Vec<Vec<RefSample>> = (1..=3).map(histogram_scrape).collect();
+    write_segment(dir.path(), "00000000", &histogram_series(), &runs);
+    let (sent, _, _) = run_on(dir.path(), Resume::default(), None).await;
+    assert_eq!(histogram_points(&sent).len(), 2);
+    progress::file::save(dir.path(), &stale).unwrap();
+
+    let loaded = progress::file::load(dir.path()).unwrap();
+    let (sent, _, saved) = run_on(dir.path(), Resume::new(loaded), None).await;
+    assert_eq!(histogram_points(&sent), vec![], "sent again");
+    progress::file::save(dir.path(), &saved).unwrap();
+
+    write_segment(dir.path(), "00000001", &[], &[histogram_scrape(4)]);
+    let loaded = progress::file::load(dir.path()).unwrap();
+    let (sent, _, _) = run_on(dir.path(), Resume::new(loaded), None).await;
+    assert_eq!(histogram_points(&sent), vec![(Some(1000), 4000, 3)]);
 }

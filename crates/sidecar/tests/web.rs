@@ -36,7 +36,7 @@ async fn serve(stall_after: Duration, statusz: bool) -> Server {
         stats: Arc::new(Stats::default()),
         info: Arc::new(RuntimeInfo {
             queue: config.api.url.clone(),
-            shards: 4,
+            shard_limits: (1, 200),
             capacity_per_shard: 600,
             ..RuntimeInfo::new(SystemTime::now())
         }),

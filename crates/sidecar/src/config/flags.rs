@@ -44,6 +44,20 @@ pub struct Flags {
     )]
     pub retry_budget: std::time::Duration,
 
+    /// Fewest shards sending in parallel (also the number at start). Each shard has one request
+    /// in flight; the count follows the measured send time and WAL backlog every 15 s.
+    #[arg(long = "stackdriver.min-shards", value_name = "N", default_value_t = 1)]
+    pub min_shards: usize,
+
+    /// Most shards sending in parallel (at most 1024). Setting it equal to
+    /// `--stackdriver.min-shards` fixes the count.
+    #[arg(
+        long = "stackdriver.max-shards",
+        value_name = "N",
+        default_value_t = 200
+    )]
+    pub max_shards: usize,
+
     /// Write requests to files in this directory instead of sending them: one file
     /// `<random digits>.txt` per shard, holding concatenated binary CreateTimeSeriesRequests
     /// (without `name`), as the original's file mode.

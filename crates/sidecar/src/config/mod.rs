@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use prometheus_wal::{Label, Labels};
 use url::Url;
 
+use crate::export::ShardBounds;
+use crate::export::lanes::LANES;
 use crate::retrieval::filter::SeriesFilter;
 
 pub use file::FileConfig;
@@ -86,6 +88,8 @@ pub struct Config {
     pub api: ApiAddress,
     /// How long a failing batch is retried before its points are dropped.
     pub retry_budget: std::time::Duration,
+    /// Limits of the shard count.
+    pub shards: ShardBounds,
     /// Store-in-files mode: requests are written here instead of being sent.
     pub store_in_files_directory: Option<PathBuf>,
     /// Prometheus base URL, always ending in `/`.
@@ -188,6 +192,7 @@ impl Config {
             project_id,
             api,
             retry_budget: flags.retry_budget,
+            shards: parse_shard_bounds(flags.min_shards, flags.max_shards)?,
             store_in_files_directory: (!flags.store_in_files_directory.is_empty())
                 .then(|| PathBuf::from(&flags.store_in_files_directory)),
             prometheus_url,
@@ -231,6 +236,28 @@ fn parse_listen_address(raw: &str) -> Result<String, ConfigError> {
     } else {
         raw.to_string()
     })
+}
+
+fn parse_shard_bounds(min: usize, max: usize) -> Result<ShardBounds, ConfigError> {
+    if min == 0 {
+        return Err(ConfigError {
+            flag: "--stackdriver.min-shards",
+            message: "must be at least 1".into(),
+        });
+    }
+    if max > LANES {
+        return Err(ConfigError {
+            flag: "--stackdriver.max-shards",
+            message: format!("{max} is more than the {LANES} shards there can be"),
+        });
+    }
+    if max < min {
+        return Err(ConfigError {
+            flag: "--stackdriver.max-shards",
+            message: format!("{max} is less than --stackdriver.min-shards ({min})"),
+        });
+    }
+    Ok(ShardBounds { min, max })
 }
 
 fn parse_wal_start(raw: &str) -> Result<WalStart, ConfigError> {

@@ -18,6 +18,7 @@
 //! isolated, so the good ones still arrive. Every point taken from the queue ends accepted or
 //! counted under one reason of [`ExportDrop`].
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,8 +33,9 @@ use tonic::Code;
 use super::client::{SendError, TimeSeriesSink};
 use super::drops::ExportDrop;
 use super::encode::{Point, RequestBuilder, SharedPrototype};
+use super::lanes::{lane_of, lanes_of_shard};
 use super::validate::{self, TimeLimits};
-use crate::progress::{DeliveryTracker, Mark, SavedBaseline, SeriesAck};
+use crate::progress::{DeliveryTracker, Mark, PointAck};
 use crate::stats::Stats;
 
 /// One point waiting to be sent, with the WAL position it was read at.
@@ -52,11 +54,9 @@ pub struct QueuedPoint {
 /// What to record once a tracked point's request has completed.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// The series' delivery state.
-    pub ack: Arc<SeriesAck>,
-    /// The counter baseline the point was measured from (cumulative series).
-    pub baseline: Option<SavedBaseline>,
-    /// Index of the sample in its WAL record (with the position, the point's identity).
+    /// The series' delivery state and what to record in it.
+    pub ack: PointAck,
+    /// Index of the (last) sample in its WAL record (with the position, the point's identity).
     pub index: u64,
 }
 
@@ -81,7 +81,7 @@ pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(300);
 pub struct ExportConfig {
     /// `projects/<id>`.
     pub project_name: String,
-    /// Number of shards.
+    /// Number of shards at start (the autoscaler may change it while running).
     pub shards: usize,
     /// Points each shard's queue holds before the reader blocks.
     pub capacity_per_shard: usize,
@@ -101,7 +101,7 @@ impl ExportConfig {
     pub fn new(project_id: &str, shards: usize) -> ExportConfig {
         ExportConfig {
             project_name: format!("projects/{project_id}"),
-            shards: shards.max(1),
+            shards: shards.clamp(1, super::lanes::LANES),
             capacity_per_shard: 600,
             max_batch: 200,
             batch_deadline: Duration::from_secs(5),
@@ -124,105 +124,74 @@ impl ExportConfig {
     }
 }
 
-/// The running shards.
-pub struct Exporter {
-    senders: Vec<mpsc::Sender<QueuedPoint>>,
-    tasks: Vec<JoinHandle<()>>,
+/// Starts one shard task on `runtime`: shard `index` of `count`, owning the lanes
+/// [`lanes_of_shard`] gives. Returns its queue and its task.
+pub(super) fn spawn_shard<S: TimeSeriesSink>(
+    runtime: &tokio::runtime::Handle,
+    parts: &ShardParts<S>,
+    index: usize,
+    count: usize,
+) -> (mpsc::Sender<Chunk>, JoinHandle<()>) {
+    let config = &parts.config;
+    let (tx, rx) = mpsc::channel(chunks_per_queue(config.capacity_per_shard));
+    let lanes = lanes_of_shard(index, count);
+    let shard = Shard {
+        index,
+        completed_by_lane: vec![0; lanes.len()],
+        lanes,
+        rx,
+        sink: parts.sink.clone(),
+        config: config.clone(),
+        stats: parts.stats.clone(),
+        builder: RequestBuilder::default(),
+        batch: Vec::with_capacity(config.max_batch),
+        in_batch: AHashSet::with_capacity(config.max_batch * 2),
+        batch_deadline: None,
+        tracker: parts.tracker.clone(),
+        last_mark: None,
+        jitter: Jitter::new(index),
+    };
+    (tx, runtime.spawn(shard.run()))
 }
 
-/// Where the reader hands points over; cheap to clone. Blocking, for the reader's own thread.
-#[derive(Clone)]
-pub struct ExportHandle {
-    senders: Vec<mpsc::Sender<QueuedPoint>>,
+/// Points handed to a shard at once: the reader gathers a record's points per shard and hands
+/// them over together, so the queue's synchronisation and the shard's wake-up are paid per
+/// record rather than per point.
+pub type Chunk = Vec<QueuedPoint>;
+
+/// Most points in one chunk.
+pub const CHUNK_POINTS: usize = 128;
+
+/// Queue length in chunks for a queue of `capacity` points: chunks may be partly filled, so the
+/// queue holds at least `capacity` points in full chunks and at most a few chunks when they are
+/// small (never fewer than 4 chunks, so a shard sending keeps some work waiting).
+pub fn chunks_per_queue(capacity: usize) -> usize {
+    capacity.div_ceil(CHUNK_POINTS).max(4)
 }
 
-/// The export stage has shut down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExportClosed;
-
-impl ExportHandle {
-    /// Queues a point on its series' shard, blocking while that shard's queue is full, and
-    /// returns the shard's index. Must not be called from an async task.
-    pub fn push_blocking(&self, item: QueuedPoint) -> Result<usize, ExportClosed> {
-        let shard = self.shard_for(item.series.hash);
-        self.senders[shard]
-            .blocking_send(item)
-            .map_err(|_| ExportClosed)?;
-        Ok(shard)
-    }
-
-    /// The shard a series (by hash) is sent by.
-    pub fn shard_for(&self, hash: u64) -> usize {
-        (hash % self.senders.len() as u64) as usize
-    }
-
-    /// Number of shards.
-    pub fn shards(&self) -> usize {
-        self.senders.len()
-    }
-}
-
-impl Exporter {
-    /// Starts `config.shards` shard tasks on the current tokio runtime. Completed tracked points
-    /// are reported to `tracker`, which must track `config.shards` shards.
-    pub fn start<S: TimeSeriesSink>(
-        sink: Arc<S>,
-        config: ExportConfig,
-        stats: Arc<Stats>,
-        tracker: Option<Arc<DeliveryTracker>>,
-    ) -> Exporter {
-        let mut senders = Vec::with_capacity(config.shards);
-        let mut tasks = Vec::with_capacity(config.shards);
-        for index in 0..config.shards {
-            let (tx, rx) = mpsc::channel(config.capacity_per_shard);
-            senders.push(tx);
-            let shard = Shard {
-                index,
-                rx,
-                sink: sink.clone(),
-                config: config.clone(),
-                stats: stats.clone(),
-                builder: RequestBuilder::default(),
-                batch: Vec::with_capacity(config.max_batch),
-                in_batch: AHashSet::with_capacity(config.max_batch * 2),
-                batch_deadline: None,
-                tracker: tracker.clone(),
-                last_mark: None,
-                jitter: Jitter::new(index),
-            };
-            tasks.push(tokio::spawn(shard.run()));
-        }
-        Exporter { senders, tasks }
-    }
-
-    /// A handle for the reader.
-    pub fn handle(&self) -> ExportHandle {
-        ExportHandle {
-            senders: self.senders.clone(),
-        }
-    }
-
-    /// Stops accepting points once every handle is dropped, then waits until every shard has
-    /// sent what it holds.
-    pub async fn finish(self) {
-        drop(self.senders);
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
+/// What every shard is made from.
+pub(super) struct ShardParts<S> {
+    pub sink: Arc<S>,
+    pub config: ExportConfig,
+    pub stats: Arc<Stats>,
+    pub tracker: Option<Arc<DeliveryTracker>>,
 }
 
 /// One point of the batch being assembled.
 struct Entry {
     series: SharedPrototype,
     point: Point,
-    /// Series state and baseline to record once the point is done with (tracked points).
-    delivery: Option<(Arc<SeriesAck>, Option<SavedBaseline>)>,
+    /// What to record once the point is done with (tracked points).
+    delivery: Option<PointAck>,
 }
 
 struct Shard<S> {
     index: usize,
-    rx: mpsc::Receiver<QueuedPoint>,
+    /// The lanes this shard sends (their delivery marks are this shard's to write).
+    lanes: Range<usize>,
+    /// Tracked points of the current request per lane (indexed from `lanes.start`).
+    completed_by_lane: Vec<u64>,
+    rx: mpsc::Receiver<Chunk>,
     sink: Arc<S>,
     config: ExportConfig,
     stats: Arc<Stats>,
@@ -243,8 +212,13 @@ impl<S: TimeSeriesSink> Shard<S> {
         loop {
             let deadline = self.batch_deadline;
             tokio::select! {
-                item = self.rx.recv() => match item {
-                    Some(item) => self.add(item).await,
+                chunk = self.rx.recv() => match chunk {
+                    Some(chunk) => {
+                        self.stats.queue_taken(chunk.len() as u64);
+                        for item in chunk {
+                            self.add(item).await;
+                        }
+                    }
                     None => break,
                 },
                 _ = sleep_until_opt(deadline) => self.flush().await,
@@ -254,7 +228,6 @@ impl<S: TimeSeriesSink> Shard<S> {
     }
 
     async fn add(&mut self, item: QueuedPoint) {
-        self.stats.queue_taken();
         if self.in_batch.contains(&item.series.hash) {
             self.flush().await;
         }
@@ -273,7 +246,7 @@ impl<S: TimeSeriesSink> Shard<S> {
         self.batch.push(Entry {
             series: item.series,
             point: item.point,
-            delivery: item.delivery.map(|d| (d.ack, d.baseline)),
+            delivery: item.delivery.map(|d| d.ack),
         });
         if self.batch.len() >= self.config.max_batch {
             self.flush().await;
@@ -319,16 +292,29 @@ impl<S: TimeSeriesSink> Shard<S> {
     /// The batch is done with (accepted, or dropped for good): record each tracked point's series
     /// state, then let the watermark pass them.
     fn record_deliveries(&mut self, batch: Vec<Entry>) {
-        let mut n = 0;
         for entry in batch {
-            if let Some((ack, baseline)) = entry.delivery {
-                ack.delivered(entry.point.end_ms, baseline);
-                n += 1;
+            if let Some(ack) = entry.delivery {
+                ack.delivered(entry.point.end_ms);
+                let lane = lane_of(entry.series.hash);
+                if let Some(n) = self
+                    .completed_by_lane
+                    .get_mut(lane.wrapping_sub(self.lanes.start))
+                {
+                    *n += 1;
+                }
             }
         }
         if let Some(tracker) = &self.tracker {
-            tracker.points_completed(self.index, n, self.last_mark.take());
+            let start = self.lanes.start;
+            let completed = self
+                .completed_by_lane
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, n)| (start + i, *n));
+            tracker.points_completed(self.lanes.clone(), completed, self.last_mark.take());
         }
+        self.completed_by_lane.fill(0);
     }
 
     fn drop_points(&self, reason: ExportDrop, n: u64) {
@@ -360,7 +346,7 @@ impl<S: TimeSeriesSink> Shard<S> {
                 let request = self.encode(batch, &group);
                 let sent_at = Instant::now();
                 let result = self.sink.create_time_series_from(self.index, request).await;
-                self.stats.observe_send(sent_at.elapsed());
+                self.stats.observe_send(sent_at.elapsed(), points);
                 let err = match result {
                     Ok(()) => {
                         self.stats.point_status(0, points);
@@ -505,6 +491,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::Exporter;
     use crate::export::encode::{PointKind, PointValue, SeriesPrototype};
     use crate::export::validate::Invalid;
     use gcm_api::monitoring::create_time_series_summary::Error as SummaryError;
@@ -600,7 +587,7 @@ mod tests {
     ) -> Arc<Stats> {
         let stats = Arc::new(Stats::default());
         let exporter = Exporter::start(sink, config, stats.clone(), None);
-        let handle = exporter.handle();
+        let mut handle = exporter.handle();
         tokio::task::spawn_blocking(move || {
             for p in points {
                 handle.push_blocking(p).unwrap();

@@ -261,7 +261,7 @@ pub fn render(
         Kind::Gauge,
         "Shards sending in parallel.",
         queue,
-        info.shards as f64,
+        c(&stats.shards),
     );
     w.single(
         "prometheus_build_info",
@@ -449,7 +449,7 @@ mod tests {
     fn info() -> RuntimeInfo {
         RuntimeInfo {
             queue: "http://127.0.0.1:9092/?auth=false".into(),
-            shards: 4,
+            shard_limits: (1, 200),
             capacity_per_shard: 600,
             ..RuntimeInfo::new(SystemTime::UNIX_EPOCH)
         }
@@ -464,6 +464,7 @@ mod tests {
     #[test]
     fn original_names_come_out_exactly() {
         let stats = Stats::default();
+        stats.set_shards(4);
         stats.samples_processed.fetch_add(7, Relaxed);
         stats.batches_processed.fetch_add(2, Relaxed);
         stats.queued();
@@ -544,9 +545,9 @@ mod tests {
     #[test]
     fn send_durations_form_a_cumulative_histogram() {
         let stats = Stats::default();
-        stats.observe_send(Duration::from_millis(3));
-        stats.observe_send(Duration::from_millis(30));
-        stats.observe_send(Duration::from_secs(30));
+        stats.observe_send(Duration::from_millis(3), 1);
+        stats.observe_send(Duration::from_millis(30), 1);
+        stats.observe_send(Duration::from_secs(30), 1);
         let text = render(&stats, &info(), None, &[], SystemTime::UNIX_EPOCH);
         let b = |le: &str| {
             value(

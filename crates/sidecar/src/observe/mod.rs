@@ -26,8 +26,8 @@ pub struct RuntimeInfo {
     pub toolchain: &'static str,
     /// The `queue` label of the export metrics: the Monitoring API address as given.
     pub queue: String,
-    /// Shards sending in parallel.
-    pub shards: usize,
+    /// Fewest and most shards (the running count is in the stats).
+    pub shard_limits: (usize, usize),
     /// Points each shard's queue holds.
     pub capacity_per_shard: usize,
     /// When the process started.
@@ -43,7 +43,7 @@ impl RuntimeInfo {
             branch: option_env!("SIDECAR_BRANCH").unwrap_or("unknown"),
             toolchain: "rust",
             queue: String::new(),
-            shards: 0,
+            shard_limits: (0, 0),
             capacity_per_shard: 0,
             started,
         }

@@ -2,9 +2,10 @@
 //! exactly there.
 //!
 //! `stackdriver_sidecar.state` (ours, binary, checksummed) holds the WAL position below which
-//! every point was acknowledged by the backend or deliberately dropped, and for every series the
+//! every point was acknowledged by the backend or deliberately dropped, for every series the
 //! end time of its last delivered point and, for cumulative series, the baseline its values are
-//! measured from. `stackdriver_sidecar.json` (`{"offset": N}`) is also written in the original
+//! measured from, and for every histogram (an output series made of several WAL series) the end
+//! time of its last delivered point and the whole state its distributions are measured from. `stackdriver_sidecar.json` (`{"offset": N}`) is also written in the original
 //! sidecar's format, so an operator can switch back and forth; when only that file exists (a
 //! switch from the original) it is read as an approximate start. Files are replaced atomically
 //! (temporary file, fsync, rename, directory fsync). This module must never decide what to save.
@@ -24,7 +25,9 @@ const LEGACY_SEGMENT_SIZE: u64 = 128 * 1024 * 1024;
 /// Safety margin the original subtracts when saving.
 const LEGACY_MARGIN: u64 = 512 * 1024;
 
-const MAGIC: &[u8; 8] = b"SDSCPRG1";
+/// Version 2 adds the histogram section; version 1 files (series only) are still read.
+const MAGIC: &[u8; 8] = b"SDSCPRG2";
+const MAGIC_V1: &[u8; 8] = b"SDSCPRG1";
 const ENTRY_LEN: usize = 8 + 8 + 8 + 1 + 8 + 8 + 8;
 
 /// Where a counter's values are measured from.
@@ -51,6 +54,39 @@ pub struct SavedSeries {
     pub baseline: Option<SavedBaseline>,
 }
 
+/// Cumulative values of one histogram at one time, buckets sorted by bound.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SavedSnapshot {
+    /// `_count`.
+    pub count: f64,
+    /// `_sum`.
+    pub sum: f64,
+    /// `(le, cumulative count)`.
+    pub buckets: Vec<(f64, f64)>,
+}
+
+/// What a histogram's distributions are measured from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SavedHistogramState {
+    /// Start of the current interval (ms).
+    pub start_ms: i64,
+    /// Subtracted from every value.
+    pub base: SavedSnapshot,
+    /// The last run's values (reset detection).
+    pub previous: SavedSnapshot,
+}
+
+/// Delivery state of one histogram output series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedHistogram {
+    /// The output series' identity hash.
+    pub hash: u64,
+    /// End time (ms) of the last point delivered, dropped for good, or taken as baseline.
+    pub last_t: i64,
+    /// The state after that point.
+    pub state: SavedHistogramState,
+}
+
 /// Everything saved.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SavedProgress {
@@ -58,6 +94,8 @@ pub struct SavedProgress {
     pub position: WalPosition,
     /// Per-series state.
     pub series: Vec<SavedSeries>,
+    /// Per-histogram state.
+    pub histograms: Vec<SavedHistogram>,
 }
 
 /// What was found at start-up.
@@ -165,7 +203,69 @@ fn encode(p: &SavedProgress, w: &mut impl Write) -> io::Result<()> {
         entry[41..49].copy_from_slice(&b.previous.to_bits().to_le_bytes());
         put(w, &entry)?;
     }
+    put(w, &(p.histograms.len() as u64).to_le_bytes())?;
+    for h in &p.histograms {
+        put(w, &h.hash.to_le_bytes())?;
+        put(w, &h.last_t.to_le_bytes())?;
+        put(w, &h.state.start_ms.to_le_bytes())?;
+        for snap in [&h.state.base, &h.state.previous] {
+            put(w, &snap.count.to_bits().to_le_bytes())?;
+            put(w, &snap.sum.to_bits().to_le_bytes())?;
+            put(w, &(snap.buckets.len() as u64).to_le_bytes())?;
+            for (le, v) in &snap.buckets {
+                put(w, &le.to_bits().to_le_bytes())?;
+                put(w, &v.to_bits().to_le_bytes())?;
+            }
+        }
+    }
     w.write_all(&crc.to_le_bytes())
+}
+
+/// Reads the histogram section: every length is checked against the bytes present.
+fn decode_histograms(b: &[u8]) -> Result<Vec<SavedHistogram>, String> {
+    let mut at = 0usize;
+    let mut word = |what: &str| -> Result<u64, String> {
+        if b.len() < at + 8 {
+            return Err(format!("histogram section cut short in {what}"));
+        }
+        at += 8;
+        Ok(u64_at(b, at - 8))
+    };
+    let count = word("its count")?;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let hash = word("a histogram")?;
+        let last_t = word("a histogram")? as i64;
+        let start_ms = word("a histogram")? as i64;
+        let mut snaps = [SavedSnapshot::default(), SavedSnapshot::default()];
+        for snap in &mut snaps {
+            snap.count = f64::from_bits(word("a histogram")?);
+            snap.sum = f64::from_bits(word("a histogram")?);
+            let n = word("a histogram")?;
+            if n > (b.len() / 16) as u64 {
+                return Err(format!("a histogram announces {n} buckets"));
+            }
+            for _ in 0..n {
+                let le = f64::from_bits(word("a bucket")?);
+                let v = f64::from_bits(word("a bucket")?);
+                snap.buckets.push((le, v));
+            }
+        }
+        let [base, previous] = snaps;
+        out.push(SavedHistogram {
+            hash,
+            last_t,
+            state: SavedHistogramState {
+                start_ms,
+                base,
+                previous,
+            },
+        });
+    }
+    if at != b.len() {
+        return Err(format!("{} unexpected bytes at the end", b.len() - at));
+    }
+    Ok(out)
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -176,23 +276,35 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 fn decode(bytes: &[u8]) -> Result<SavedProgress, String> {
     const HEADER: usize = 8 + 8 + 8 + 8;
-    if bytes.len() < HEADER + 4 || &bytes[..8] != MAGIC {
+    if bytes.len() < HEADER + 4 || (&bytes[..8] != MAGIC && &bytes[..8] != MAGIC_V1) {
         return Err("unknown format (bad header)".into());
     }
+    let v1 = &bytes[..8] == MAGIC_V1;
     let (body, crc) = bytes.split_at(bytes.len() - 4);
     let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
     if crc32c::crc32c(body) != want {
         return Err("checksum mismatch (file damaged)".into());
     }
     let count = u64_at(body, 24);
-    let expected = (count as u128) * ENTRY_LEN as u128 + HEADER as u128;
-    if expected != body.len() as u128 {
+    let series_end = (count as u128) * ENTRY_LEN as u128 + HEADER as u128;
+    let fits = if v1 {
+        series_end == body.len() as u128
+    } else {
+        series_end + 8 <= body.len() as u128
+    };
+    if !fits {
         return Err(format!(
             "{count} entries announced, {} bytes present",
             body.len()
         ));
     }
-    let series = body[HEADER..]
+    let series_end = series_end as usize;
+    let histograms = if v1 {
+        Vec::new()
+    } else {
+        decode_histograms(&body[series_end..])?
+    };
+    let series = body[HEADER..series_end]
         .chunks_exact(ENTRY_LEN)
         .map(|e| SavedSeries {
             series_ref: u64_at(e, 0),
@@ -211,6 +323,7 @@ fn decode(bytes: &[u8]) -> Result<SavedProgress, String> {
             offset: u64_at(body, 16),
         },
         series,
+        histograms,
     })
 }
 
@@ -256,7 +369,52 @@ mod tests {
                     }),
                 },
             ],
+            histograms: vec![SavedHistogram {
+                hash: 0xdead_beef,
+                last_t: 1_700_000_000_500,
+                state: SavedHistogramState {
+                    start_ms: 1_699_000_000_000,
+                    base: SavedSnapshot {
+                        count: 3.0,
+                        sum: 1.5,
+                        buckets: vec![(0.1, 1.0), (f64::INFINITY, 3.0)],
+                    },
+                    previous: SavedSnapshot {
+                        count: 10.0,
+                        sum: 4.0,
+                        buckets: vec![(0.1, 4.0), (f64::INFINITY, 10.0)],
+                    },
+                },
+            }],
         }
+    }
+
+    #[test]
+    fn version_1_files_are_still_read() {
+        let mut v1 = sample();
+        v1.histograms.clear();
+        let mut buf = Vec::new();
+        encode(&v1, &mut buf).unwrap();
+        // A version 1 file is the same without the histogram count.
+        let mut body = buf[..buf.len() - 4 - 8].to_vec();
+        body[..8].copy_from_slice(MAGIC_V1);
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&body).unwrap(), v1);
+    }
+
+    #[test]
+    fn an_impossible_bucket_count_is_rejected() {
+        let mut buf = Vec::new();
+        encode(&sample(), &mut buf).unwrap();
+        let mut body = buf[..buf.len() - 4].to_vec();
+        // The base snapshot's bucket count of the one histogram.
+        let at = 8 * 4 + 2 * ENTRY_LEN + 8 + 8 * 3 + 8 * 2;
+        assert_eq!(u64_at(&body, at), 2);
+        body[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        assert!(decode(&body).unwrap_err().contains("buckets"));
     }
 
     #[test]
@@ -323,9 +481,9 @@ mod tests {
     fn truncated_entry_list_is_rejected_not_misread() {
         let mut buf = Vec::new();
         encode(&sample(), &mut buf).unwrap();
-        // Claim one more entry than present, with a matching checksum.
+        // Claim more entries than present, with a matching checksum.
         let mut body = buf[..buf.len() - 4].to_vec();
-        body[24..32].copy_from_slice(&3u64.to_le_bytes());
+        body[24..32].copy_from_slice(&1000u64.to_le_bytes());
         let crc = crc32c::crc32c(&body);
         body.extend_from_slice(&crc.to_le_bytes());
         assert!(decode(&body).unwrap_err().contains("entries"));

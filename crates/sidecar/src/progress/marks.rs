@@ -1,9 +1,10 @@
-//! Delivery marks: per shard, the WAL position of the last point the backend acknowledged,
-//! written after every completed request.
+//! Delivery marks: per lane (see [`crate::export::lanes`]), the WAL position of the last point
+//! the backend acknowledged, written after every completed request.
 //!
-//! A shard sends its points in WAL order, so what it has delivered is everything up to its mark.
-//! Marks are tiny fixed-size slots in `stackdriver_sidecar.marks`, overwritten in place with one
-//! `pwrite` per request and no fsync: the bytes are in the kernel's page cache as soon as the call
+//! A shard sends the points of its lanes in WAL order, so what it has delivered of each of its
+//! lanes is everything up to its last acknowledged point. Marks are tiny fixed-size slots in
+//! `stackdriver_sidecar.marks`, one per lane; a shard's lanes are contiguous, so they are
+//! overwritten in place with one `pwrite` per request and no fsync: the bytes are in the kernel's page cache as soon as the call
 //! returns, so a `kill -9` of the sidecar loses nothing (a power loss can lose the last marks;
 //! they are fsynced with every periodic save). With them, a restart skips exactly the points that
 //! were acknowledged, not just those covered by the last periodic save. This module never decides
@@ -16,14 +17,18 @@ use std::path::Path;
 
 use prometheus_wal::WalPosition;
 
+use crate::export::lanes::LANES;
+
 /// The marks file in the WAL directory.
 pub const MARKS_FILE: &str = "stackdriver_sidecar.marks";
 
-const MAGIC: &[u8; 8] = b"SDSCMRK1";
+// Version 2: one slot per lane. Files of version 1 (one slot per shard of a fixed shard count)
+// are not read; the progress file still gives the resume point.
+const MAGIC: &[u8; 8] = b"SDSCMRK2";
 const HEADER_LEN: u64 = 16;
 const SLOT_LEN: usize = 8 + 8 + 8 + 4;
 
-/// The last delivered point of a shard: the record it came from and its sample index there.
+/// The last delivered point of a lane: the record it came from and its sample index there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Mark {
     /// End position of the sample's record.
@@ -32,10 +37,10 @@ pub struct Mark {
     pub index: u64,
 }
 
-/// The marks of a previous run, one per shard (`None`: that shard delivered nothing readable).
+/// The marks of a previous run, one per lane (`None`: nothing readable delivered in that lane).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedMarks {
-    /// One per shard of the run that wrote them.
+    /// One per lane.
     pub marks: Vec<Option<Mark>>,
 }
 
@@ -45,9 +50,9 @@ pub fn load(dir: &Path) -> Option<LoadedMarks> {
     if bytes.len() < HEADER_LEN as usize || &bytes[..8] != MAGIC {
         return None;
     }
-    let shards = u64::from_le_bytes(bytes[8..16].try_into().ok()?) as usize;
+    let lanes = u64::from_le_bytes(bytes[8..16].try_into().ok()?) as usize;
     let body = &bytes[HEADER_LEN as usize..];
-    if body.len() != shards.checked_mul(SLOT_LEN)? {
+    if lanes != LANES || body.len() != LANES * SLOT_LEN {
         return None;
     }
     let marks = body.chunks_exact(SLOT_LEN).map(decode_slot).collect();
@@ -88,13 +93,9 @@ pub struct DeliveryMarks {
 }
 
 impl DeliveryMarks {
-    /// Creates the file for `shards` shards, starting from `initial` marks (those of the previous
-    /// run when it had the same shard count, so they survive a crash before any new delivery).
-    pub fn create(
-        dir: &Path,
-        shards: usize,
-        initial: &[Option<Mark>],
-    ) -> io::Result<DeliveryMarks> {
+    /// Creates the file, starting from `initial` marks (those of the previous run, so they
+    /// survive a crash before any new delivery).
+    pub fn create(dir: &Path, initial: &[Option<Mark>]) -> io::Result<DeliveryMarks> {
         let path = dir.join(MARKS_FILE);
         let tmp = dir.join(format!("{MARKS_FILE}.tmp"));
         let file = OpenOptions::new()
@@ -103,10 +104,10 @@ impl DeliveryMarks {
             .read(true)
             .write(true)
             .open(&tmp)?;
-        let mut bytes = Vec::with_capacity(HEADER_LEN as usize + shards * SLOT_LEN);
+        let mut bytes = Vec::with_capacity(HEADER_LEN as usize + LANES * SLOT_LEN);
         bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(shards as u64).to_le_bytes());
-        for s in 0..shards {
+        bytes.extend_from_slice(&(LANES as u64).to_le_bytes());
+        for s in 0..LANES {
             bytes.extend_from_slice(&encode_slot(initial.get(s).copied().flatten()));
         }
         file.write_all_at(&bytes, 0)?;
@@ -115,10 +116,20 @@ impl DeliveryMarks {
         Ok(DeliveryMarks { file })
     }
 
-    /// Records shard `shard`'s last delivered point.
-    pub fn mark(&self, shard: usize, mark: Mark) -> io::Result<()> {
-        let at = HEADER_LEN + (shard * SLOT_LEN) as u64;
-        self.file.write_all_at(&encode_slot(Some(mark)), at)
+    /// Records `mark` as the last delivered point of every lane in `lanes` (the lanes of the
+    /// shard that delivered it, which sends them all in WAL order), with one write.
+    pub fn mark(&self, lanes: std::ops::Range<usize>, mark: Mark) -> io::Result<()> {
+        let lanes = lanes.start.min(LANES)..lanes.end.min(LANES);
+        if lanes.is_empty() {
+            return Ok(());
+        }
+        let slot = encode_slot(Some(mark));
+        let mut bytes = Vec::with_capacity(lanes.len() * SLOT_LEN);
+        for _ in lanes.clone() {
+            bytes.extend_from_slice(&slot);
+        }
+        let at = HEADER_LEN + (lanes.start * SLOT_LEN) as u64;
+        self.file.write_all_at(&bytes, at)
     }
 
     /// Makes the marks durable (called with every periodic save).
@@ -141,18 +152,27 @@ mod tests {
     #[test]
     fn marks_written_are_read_back_by_the_next_run() {
         let dir = tempfile::tempdir().unwrap();
-        let marks = DeliveryMarks::create(dir.path(), 3, &[]).unwrap();
-        marks.mark(0, mark(1, 100, 4)).unwrap();
-        marks.mark(2, mark(1, 90, 0)).unwrap();
-        marks.mark(0, mark(1, 200, 1)).unwrap();
+        let marks = DeliveryMarks::create(dir.path(), &[]).unwrap();
+        marks.mark(0..1, mark(1, 100, 4)).unwrap();
+        marks.mark(2..4, mark(1, 90, 0)).unwrap();
+        marks.mark(0..1, mark(1, 200, 1)).unwrap();
+        marks.mark(LANES - 1..LANES + 5, mark(3, 0, 0)).unwrap();
         drop(marks);
         let loaded = load(dir.path()).unwrap();
+        assert_eq!(loaded.marks.len(), LANES);
         assert_eq!(
-            loaded.marks,
-            vec![Some(mark(1, 200, 1)), None, Some(mark(1, 90, 0))]
+            loaded.marks[..5],
+            [
+                Some(mark(1, 200, 1)),
+                None,
+                Some(mark(1, 90, 0)),
+                Some(mark(1, 90, 0)),
+                None
+            ]
         );
+        assert_eq!(loaded.marks[LANES - 1], Some(mark(3, 0, 0)));
         // A new run starts from them.
-        let again = DeliveryMarks::create(dir.path(), 3, &loaded.marks).unwrap();
+        let again = DeliveryMarks::create(dir.path(), &loaded.marks).unwrap();
         drop(again);
         assert_eq!(load(dir.path()).unwrap(), loaded);
     }
@@ -160,19 +180,29 @@ mod tests {
     #[test]
     fn a_damaged_slot_is_ignored_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let marks = DeliveryMarks::create(dir.path(), 2, &[]).unwrap();
-        marks.mark(0, mark(1, 1, 1)).unwrap();
-        marks.mark(1, mark(2, 2, 2)).unwrap();
+        let marks = DeliveryMarks::create(dir.path(), &[]).unwrap();
+        marks.mark(0..1, mark(1, 1, 1)).unwrap();
+        marks.mark(1..2, mark(2, 2, 2)).unwrap();
         drop(marks);
         let path = dir.path().join(MARKS_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[HEADER_LEN as usize + 3] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(
-            load(dir.path()).unwrap().marks,
-            vec![None, Some(mark(2, 2, 2))]
+            load(dir.path()).unwrap().marks[..3],
+            [None, Some(mark(2, 2, 2)), None]
         );
         std::fs::write(&path, &bytes[..20]).unwrap();
+        assert_eq!(load(dir.path()), None);
+    }
+
+    #[test]
+    fn marks_of_another_layout_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = b"SDSCMRK1".to_vec();
+        bytes.extend_from_slice(&4u64.to_le_bytes());
+        bytes.extend_from_slice(&[0u8; 4 * SLOT_LEN]);
+        std::fs::write(dir.path().join(MARKS_FILE), &bytes).unwrap();
         assert_eq!(load(dir.path()), None);
     }
 

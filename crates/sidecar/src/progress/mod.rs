@@ -17,9 +17,12 @@ use ahash::AHashMap;
 use prometheus_wal::WalPosition;
 use tokio_util::sync::CancellationToken;
 
-pub use file::{LoadedProgress, SavedBaseline, SavedProgress, SavedSeries};
+pub use file::{
+    LoadedProgress, SavedBaseline, SavedHistogram, SavedHistogramState, SavedProgress, SavedSeries,
+    SavedSnapshot,
+};
 pub use marks::{DeliveryMarks, LoadedMarks, Mark};
-pub use tracker::{DeliveryTracker, SeriesAck};
+pub use tracker::{DeliveryTracker, HistogramAck, PointAck, SeriesAck};
 
 /// Where a run starts, from the saved progress.
 #[derive(Debug, Default)]
@@ -28,7 +31,9 @@ pub struct Resume {
     pub position: WalPosition,
     /// Saved per-series state, taken by the reader as series resolve.
     series: AHashMap<u64, SavedSeries>,
-    /// Per shard, the last point acknowledged before the restart (same shard count only).
+    /// Saved per-histogram state, by output series hash, taken as histograms show up.
+    histograms: AHashMap<u64, SavedHistogram>,
+    /// Per lane, the last point acknowledged before the restart.
     marks: Vec<Option<Mark>>,
 }
 
@@ -48,17 +53,15 @@ impl Resume {
                     .into_iter()
                     .map(|s| (s.series_ref, s))
                     .collect(),
+                histograms: saved.histograms.into_iter().map(|h| (h.hash, h)).collect(),
                 marks: Vec::new(),
             },
         }
     }
 
-    /// Adds the delivery marks of the previous run, if it had `shards` shards like this one
-    /// (a point's shard depends on the shard count).
-    pub fn with_marks(mut self, loaded: Option<LoadedMarks>, shards: usize) -> Resume {
-        if let Some(loaded) = loaded
-            && loaded.marks.len() == shards
-        {
+    /// Adds the delivery marks of the previous run.
+    pub fn with_marks(mut self, loaded: Option<LoadedMarks>) -> Resume {
+        if let Some(loaded) = loaded {
             self.marks = loaded.marks;
         }
         self
@@ -69,10 +72,10 @@ impl Resume {
         &self.marks
     }
 
-    /// Whether the point `mark` of shard `shard` was acknowledged before the restart.
-    pub fn delivered(&self, shard: usize, mark: Mark) -> bool {
+    /// Whether the point `mark` of lane `lane` was acknowledged before the restart.
+    pub fn delivered(&self, lane: usize, mark: Mark) -> bool {
         self.marks
-            .get(shard)
+            .get(lane)
             .copied()
             .flatten()
             .is_some_and(|last| mark <= last)
@@ -84,9 +87,17 @@ impl Resume {
         (saved.labels_hash == labels_hash).then_some(saved)
     }
 
-    /// Registers every saved series with `tracker`, so saves made before the series show up
-    /// again keep their state.
+    /// The saved state of a histogram output series.
+    pub fn take_histogram(&mut self, hash: u64) -> Option<SavedHistogram> {
+        self.histograms.remove(&hash)
+    }
+
+    /// Registers every saved series and histogram with `tracker`, so saves made before they
+    /// show up again keep their state.
     pub fn register_all(&self, tracker: &DeliveryTracker) {
+        for saved in self.histograms.values() {
+            tracker.register_histogram(Arc::new(HistogramAck::new(saved.hash, Some(saved))));
+        }
         for saved in self.series.values() {
             tracker.register(Arc::new(SeriesAck::new(
                 saved.series_ref,

@@ -1,22 +1,27 @@
 //! Delivery tracking: which WAL records are fully delivered, and each series' last delivered point.
 //!
-//! The reader announces every record it has finished queuing, with how many tracked points it
-//! has pushed to each shard so far. Shards count, per shard, the tracked points whose request has
-//! completed (accepted, or dropped for good) after recording each point's series state. A record
-//! is delivered once every shard has completed at least as many points as had been pushed to it
-//! when the record was announced; the watermark is the end of the last such record, and it only
-//! moves forward. Per-series state (last delivered end time, counter baseline) lets a restart skip
-//! exactly what was delivered. This module never does I/O.
+//! Tracking is kept per lane ([`crate::export::lanes`]), the fixed partition of series that
+//! does not change when the shard count does. The reader announces every record it has finished
+//! queuing, with, for each lane the record put points in, how many tracked points it has pushed
+//! to that lane so far. Shards count, per lane, the tracked points whose request has completed
+//! (accepted, or dropped for good) after recording each point's series state; a lane is sent by
+//! one shard at a time, in order. A record is delivered once every lane has completed at least
+//! as many points as had been pushed to it when the record (or any later one touching the lane)
+//! was announced; the watermark is the end of the last such record, and it only moves forward.
+//! Per-series state (last delivered end time, counter baseline) lets a restart skip exactly what
+//! was delivered. This module never does I/O (the marks file aside, which it is handed).
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ahash::AHashMap;
 use prometheus_wal::WalPosition;
 
-use super::file::{SavedBaseline, SavedProgress, SavedSeries};
+use super::file::{SavedBaseline, SavedHistogram, SavedHistogramState, SavedProgress, SavedSeries};
 use super::marks::{DeliveryMarks, Mark};
+use crate::export::lanes::LANES;
 
 /// Delivery state of one WAL series, shared by the reader (which creates it) and the shard that
 /// sends the series' points.
@@ -74,12 +79,69 @@ impl SeriesAck {
     }
 }
 
-/// The reader's announcements not yet known to be delivered: per record, its end position and
-/// the per-shard pushed counts, stored flat (`stride` = 2 + shards) to avoid an allocation per
-/// record.
-#[derive(Debug, Default)]
+/// Delivery state of one histogram output series (several WAL series make one point).
+#[derive(Debug)]
+pub struct HistogramAck {
+    hash: u64,
+    state: Mutex<Option<(i64, Box<SavedHistogramState>)>>,
+}
+
+impl HistogramAck {
+    /// State for a histogram, starting from what a previous run saved for it, if anything.
+    pub fn new(hash: u64, restored: Option<&SavedHistogram>) -> HistogramAck {
+        HistogramAck {
+            hash,
+            state: Mutex::new(restored.map(|h| (h.last_t, Box::new(h.state.clone())))),
+        }
+    }
+
+    /// Records that the point ending at `t` was handled for good, with the state after it.
+    pub fn delivered(&self, t: i64, state: Box<SavedHistogramState>) {
+        let mut s = lock(&self.state);
+        if s.as_ref().is_none_or(|(last, _)| t >= *last) {
+            *s = Some((t, state));
+        }
+    }
+
+    fn snapshot(&self) -> Option<SavedHistogram> {
+        lock(&self.state)
+            .as_ref()
+            .map(|(last_t, state)| SavedHistogram {
+                hash: self.hash,
+                last_t: *last_t,
+                state: (**state).clone(),
+            })
+    }
+}
+
+/// What a tracked point records once its request is done with.
+#[derive(Debug, Clone)]
+pub enum PointAck {
+    /// A point of one WAL series, with the counter baseline it was measured from.
+    Series(Arc<SeriesAck>, Option<SavedBaseline>),
+    /// A histogram point, with the histogram's state after it.
+    Histogram(Arc<HistogramAck>, Box<SavedHistogramState>),
+}
+
+impl PointAck {
+    /// Records that the point ending at `t` was handled for good.
+    pub fn delivered(self, t: i64) {
+        match self {
+            PointAck::Series(ack, baseline) => ack.delivered(t, baseline),
+            PointAck::Histogram(ack, state) => ack.delivered(t, state),
+        }
+    }
+}
+
+/// The reader's announcements not yet known to be delivered. Records get sequence numbers;
+/// `lanes[l]` holds `(record, pushed)` for the records that put points in lane `l`, so memory
+/// follows the points in flight, not the lane count; `records` holds the end positions of the
+/// records not yet delivered (consecutive records with nothing of their own share one entry).
+#[derive(Debug)]
 struct Pending {
-    flat: VecDeque<u64>,
+    next_record: u64,
+    records: VecDeque<(u64, WalPosition)>,
+    lanes: Vec<VecDeque<(u64, u64)>>,
     watermark: WalPosition,
 }
 
@@ -89,24 +151,28 @@ pub struct DeliveryTracker {
     completed: Vec<AtomicU64>,
     pending: Mutex<Pending>,
     series: Mutex<AHashMap<u64, Arc<SeriesAck>>>,
+    histograms: Mutex<AHashMap<u64, Arc<HistogramAck>>>,
     marks: Option<DeliveryMarks>,
 }
 
 impl DeliveryTracker {
-    /// A tracker for `shards` shards, starting at `start` (everything before it is delivered).
-    pub fn new(shards: usize, start: WalPosition) -> DeliveryTracker {
+    /// A tracker starting at `start` (everything before it is delivered).
+    pub fn new(start: WalPosition) -> DeliveryTracker {
         DeliveryTracker {
-            completed: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            completed: (0..LANES).map(|_| AtomicU64::new(0)).collect(),
             pending: Mutex::new(Pending {
-                flat: VecDeque::new(),
+                next_record: 0,
+                records: VecDeque::new(),
+                lanes: (0..LANES).map(|_| VecDeque::new()).collect(),
                 watermark: start,
             }),
             series: Mutex::new(AHashMap::new()),
+            histograms: Mutex::new(AHashMap::new()),
             marks: None,
         }
     }
 
-    /// Also records each shard's last delivered point in `marks` after every request.
+    /// Also records each lane's last delivered point in `marks` after every request.
     pub fn with_marks(mut self, marks: DeliveryMarks) -> DeliveryTracker {
         self.marks = Some(marks);
         self
@@ -117,30 +183,48 @@ impl DeliveryTracker {
         self.marks.as_ref().map_or(Ok(()), DeliveryMarks::sync)
     }
 
-    /// Number of shards tracked.
-    pub fn shards(&self) -> usize {
-        self.completed.len()
-    }
-
-    /// Reader: the record ending at `position` is fully queued; `pushed[s]` tracked points have
-    /// been pushed to shard `s` since the start.
-    pub fn record_queued(&self, position: WalPosition, pushed: &[u64]) {
-        debug_assert_eq!(pushed.len(), self.completed.len());
+    /// Reader: the record ending at `position` is fully queued; `touched` lists, for each lane
+    /// it pushed tracked points to, the lane and the total tracked points pushed to that lane
+    /// since the start.
+    pub fn record_queued(&self, position: WalPosition, touched: &[(usize, u64)]) {
         let mut p = lock(&self.pending);
-        p.flat.push_back(position.segment);
-        p.flat.push_back(position.offset);
-        p.flat.extend(pushed.iter().copied());
+        let record = p.next_record;
+        p.next_record += 1;
+        if touched.is_empty() {
+            match p.records.back_mut() {
+                // Delivered when the records before it are.
+                Some(last) => last.1 = position,
+                None => p.watermark = p.watermark.max(position),
+            }
+            return;
+        }
+        for &(lane, pushed) in touched {
+            if let Some(queue) = p.lanes.get_mut(lane) {
+                queue.push_back((record, pushed));
+            }
+        }
+        p.records.push_back((record, position));
     }
 
-    /// Shard `shard`: `n` more tracked points are completed (their series states recorded
-    /// first), the last of them being `last`.
-    pub fn points_completed(&self, shard: usize, n: u64, last: Option<Mark>) {
+    /// Shard: one request is done with; `lanes` are the lanes the shard owns, `completed` the
+    /// tracked points of that request per lane (their series states recorded first), the last
+    /// of them being `last`.
+    pub fn points_completed(
+        &self,
+        lanes: Range<usize>,
+        completed: impl IntoIterator<Item = (usize, u64)>,
+        last: Option<Mark>,
+    ) {
         if let (Some(marks), Some(last)) = (&self.marks, last)
-            && let Err(err) = marks.mark(shard, last)
+            && let Err(err) = marks.mark(lanes.clone(), last)
         {
-            tracing::warn!(error = %err, shard, "recording a delivery mark failed");
+            tracing::warn!(error = %err, ?lanes, "recording a delivery mark failed");
         }
-        self.completed[shard].fetch_add(n, Ordering::Release);
+        for (lane, n) in completed {
+            if let Some(c) = self.completed.get(lane) {
+                c.fetch_add(n, Ordering::Release);
+            }
+        }
     }
 
     /// Reader: a series resolved, with its delivery state.
@@ -162,6 +246,19 @@ impl DeliveryTracker {
         }
     }
 
+    /// Reader: the delivery state of a histogram output series (created on first use).
+    pub fn histogram_ack(&self, hash: u64) -> Arc<HistogramAck> {
+        lock(&self.histograms)
+            .entry(hash)
+            .or_insert_with(|| Arc::new(HistogramAck::new(hash, None)))
+            .clone()
+    }
+
+    /// Reader: a histogram's state from a previous run, kept until it shows up again.
+    pub fn register_histogram(&self, ack: Arc<HistogramAck>) {
+        lock(&self.histograms).insert(ack.hash, ack);
+    }
+
     /// Reader: a series left the cache.
     pub fn forget(&self, series_ref: u64) {
         lock(&self.series).remove(&series_ref);
@@ -169,23 +266,25 @@ impl DeliveryTracker {
 
     /// The position below which everything is delivered, advanced as far as possible.
     pub fn watermark(&self) -> WalPosition {
-        let completed: Vec<u64> = self
-            .completed
-            .iter()
-            .map(|c| c.load(Ordering::Acquire))
-            .collect();
-        let stride = 2 + completed.len();
-        let mut p = lock(&self.pending);
-        while p.flat.len() >= stride {
-            let delivered = (0..completed.len()).all(|s| p.flat[2 + s] <= completed[s]);
-            if !delivered {
+        let mut guard = lock(&self.pending);
+        let p = &mut *guard;
+        // The first record some lane still waits for.
+        let mut blocked_at = u64::MAX;
+        for (lane, queue) in p.lanes.iter_mut().enumerate() {
+            let done = self.completed[lane].load(Ordering::Acquire);
+            while queue.front().is_some_and(|(_, pushed)| *pushed <= done) {
+                queue.pop_front();
+            }
+            if let Some((record, _)) = queue.front() {
+                blocked_at = blocked_at.min(*record);
+            }
+        }
+        while let Some(&(record, position)) = p.records.front() {
+            if record >= blocked_at {
                 break;
             }
-            p.watermark = WalPosition {
-                segment: p.flat[0],
-                offset: p.flat[1],
-            };
-            p.flat.drain(..stride);
+            p.watermark = p.watermark.max(position);
+            p.records.pop_front();
         }
         p.watermark
     }
@@ -196,7 +295,16 @@ impl DeliveryTracker {
         let mut series: Vec<SavedSeries> =
             lock(&self.series).values().map(|a| a.snapshot()).collect();
         series.sort_by_key(|s| s.series_ref);
-        SavedProgress { position, series }
+        let mut histograms: Vec<SavedHistogram> = lock(&self.histograms)
+            .values()
+            .filter_map(|a| a.snapshot())
+            .collect();
+        histograms.sort_by_key(|h| h.hash);
+        SavedProgress {
+            position,
+            series,
+            histograms,
+        }
     }
 }
 
@@ -209,27 +317,46 @@ mod tests {
     }
 
     #[test]
-    fn watermark_waits_for_every_shard() {
-        let t = DeliveryTracker::new(2, pos(0, 0));
-        t.record_queued(pos(1, 100), &[2, 0]);
-        t.record_queued(pos(1, 200), &[2, 1]);
-        t.record_queued(pos(1, 300), &[2, 1]);
+    fn watermark_waits_for_every_lane() {
+        let t = DeliveryTracker::new(pos(0, 0));
+        t.record_queued(pos(1, 100), &[(0, 2)]);
+        t.record_queued(pos(1, 200), &[(0, 2), (5, 1)]);
+        t.record_queued(pos(1, 300), &[]);
         assert_eq!(t.watermark(), pos(0, 0));
-        t.points_completed(0, 1, None);
+        t.points_completed(0..1, [(0, 1)], None);
         assert_eq!(t.watermark(), pos(0, 0));
-        t.points_completed(0, 1, None);
+        t.points_completed(0..1, [(0, 1)], None);
         assert_eq!(t.watermark(), pos(1, 100));
-        t.points_completed(1, 1, None);
-        // Record 3 pushed nothing new: delivered together with record 2.
+        t.points_completed(4..8, [(5, 1)], None);
+        // Record 3 pushed nothing: delivered together with record 2.
         assert_eq!(t.watermark(), pos(1, 300));
+        t.record_queued(pos(1, 400), &[(5, 3)]);
+        t.record_queued(pos(2, 50), &[(7, 1)]);
+        t.points_completed(4..8, [(7, 1)], None);
+        assert_eq!(t.watermark(), pos(1, 300), "lane 5 holds record 4 back");
+        t.points_completed(4..8, [(5, 2)], None);
+        assert_eq!(t.watermark(), pos(2, 50));
     }
 
     #[test]
     fn records_without_points_are_delivered_at_once() {
-        let t = DeliveryTracker::new(3, pos(2, 0));
-        t.record_queued(pos(2, 50), &[0, 0, 0]);
+        let t = DeliveryTracker::new(pos(2, 0));
+        t.record_queued(pos(2, 50), &[]);
         assert_eq!(t.watermark(), pos(2, 50));
         assert_eq!(t.watermark(), pos(2, 50));
+    }
+
+    #[test]
+    fn pending_state_follows_points_in_flight() {
+        let t = DeliveryTracker::new(pos(0, 0));
+        for i in 0..10_000u64 {
+            t.record_queued(pos(1, i + 1), &[((i % 3) as usize, i / 3 + 1)]);
+            t.points_completed(0..3, [((i % 3) as usize, 1)], None);
+        }
+        assert_eq!(t.watermark(), pos(1, 10_000));
+        let p = lock(&t.pending);
+        assert!(p.records.is_empty());
+        assert!(p.lanes.iter().all(VecDeque::is_empty));
     }
 
     #[test]
@@ -256,7 +383,7 @@ mod tests {
                 ..b1
             }),
         );
-        let t = DeliveryTracker::new(1, pos(0, 0));
+        let t = DeliveryTracker::new(pos(0, 0));
         t.register(Arc::new(ack));
         let snap = t.snapshot();
         assert_eq!(snap.series.len(), 1);

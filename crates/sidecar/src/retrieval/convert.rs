@@ -150,6 +150,16 @@ impl Converter {
         })
     }
 
+    /// A histogram's state, to save with the delivery of its point.
+    pub fn histogram_state(&self, hash: u64) -> Option<crate::progress::SavedHistogramState> {
+        self.histograms.saved(hash)
+    }
+
+    /// Continues a histogram from what a previous run saved.
+    pub fn restore_histogram(&mut self, hash: u64, saved: &crate::progress::SavedHistogramState) {
+        self.histograms.restore(hash, saved);
+    }
+
     /// The ordering guard: records `interval` as the series' last one when it may follow the
     /// previous one.
     fn check_order(&mut self, hash: u64, interval: (i64, i64)) -> Result<(), Skipped> {

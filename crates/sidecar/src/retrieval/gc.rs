@@ -147,7 +147,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_checkpoint(dir.path(), 1, &[1, 2, 3]);
         let mut gc = SeriesGc::new(dir.path().to_path_buf());
-        let tracker = DeliveryTracker::new(1, WalPosition::default());
+        let tracker = DeliveryTracker::new(WalPosition::default());
         let mut cache = SeriesCache::default();
         cache.insert(1, Vec::new(), 1); // from checkpoint.1, still alive
         cache.insert(2, Vec::new(), 1); // from checkpoint.1, gone in checkpoint.3

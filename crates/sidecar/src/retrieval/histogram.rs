@@ -21,6 +21,7 @@ use ahash::AHashMap;
 
 use super::resolve::HistogramPart;
 use crate::export::{Distribution, SeriesPrototype};
+use crate::progress::{SavedHistogramState, SavedSnapshot};
 use crate::stats::HistogramDrop;
 
 /// The samples of one histogram at one timestamp.
@@ -141,6 +142,24 @@ impl Snapshot {
         }
     }
 
+    fn saved(&self) -> SavedSnapshot {
+        SavedSnapshot {
+            count: self.count,
+            sum: self.sum,
+            buckets: self.buckets.clone(),
+        }
+    }
+
+    fn restored(saved: &SavedSnapshot) -> Snapshot {
+        let mut buckets = saved.buckets.clone();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Snapshot {
+            count: saved.count,
+            sum: saved.sum,
+            buckets,
+        }
+    }
+
     fn bucket(&self, le: f64) -> Option<f64> {
         self.buckets
             .binary_search_by(|(b, _)| b.total_cmp(&le))
@@ -156,6 +175,27 @@ pub struct HistogramBaselines {
 }
 
 impl HistogramBaselines {
+    /// The state of a histogram, to save with its delivery.
+    pub fn saved(&self, hash: u64) -> Option<SavedHistogramState> {
+        self.states.get(&hash).map(|s| SavedHistogramState {
+            start_ms: s.start_ms,
+            base: s.base.saved(),
+            previous: s.previous.saved(),
+        })
+    }
+
+    /// Continues a histogram from the state a previous run saved.
+    pub fn restore(&mut self, hash: u64, saved: &SavedHistogramState) {
+        self.states.insert(
+            hash,
+            HistogramState {
+                start_ms: saved.start_ms,
+                base: Snapshot::restored(&saved.base),
+                previous: Snapshot::restored(&saved.previous),
+            },
+        );
+    }
+
     /// The interval start and distribution for a finished run, or why there is none. Baseline
     /// state is updated even when the distribution is then refused, as for counters.
     pub fn convert(&mut self, mut run: HistogramRun) -> Result<(i64, Distribution), HistogramSkip> {

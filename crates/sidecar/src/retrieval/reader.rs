@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use ahash::AHashMap;
 use prometheus_wal::record::{
     RecordType, RefSample, RefSeries, decode_samples, decode_series, record_type,
 };
@@ -24,8 +25,9 @@ use super::gc::SeriesGc;
 use super::histogram::{HistogramRun, RunCollector};
 use super::resolve::{Conversion, Resolution, Resolver, SeriesSources};
 use super::series::{SeriesCache, SeriesEntry, SeriesState};
+use crate::export::lanes::{LANES, lane_of};
 use crate::export::{Delivery, ExportHandle, QueuedPoint};
-use crate::progress::{DeliveryTracker, Mark, Resume};
+use crate::progress::{DeliveryTracker, Mark, PointAck, Resume};
 use crate::stats::{DropReason, Stats};
 
 /// How many example series are logged per drop reason.
@@ -44,6 +46,8 @@ pub struct Reader<S> {
     delivery: DeliveryState,
     /// Histogram samples gathered until their run ends.
     runs: RunCollector,
+    /// Index in its record of the last sample added to the open histogram run.
+    run_index: u64,
     /// Aggregated counters, if configured, and when their points are next due.
     aggregates: Option<(Arc<CounterAggregator>, ExportSchedule)>,
     /// Set at shutdown; the reader then stops waiting for Prometheus.
@@ -62,8 +66,14 @@ pub struct ReaderProgress {
 
 struct DeliveryState {
     progress: ReaderProgress,
-    /// Tracked points pushed to each shard so far.
+    /// Tracked points pushed to each lane so far.
     pushed: Vec<u64>,
+    /// Lanes the current record pushed tracked points to, with their totals, for the tracker.
+    touched: Vec<(usize, u64)>,
+    /// Whether a lane is in `touched`, by lane.
+    in_touched: Vec<bool>,
+    /// Per histogram restored from a previous run, the end time of its last delivered point.
+    histogram_resume: AHashMap<u64, i64>,
     /// Sample records skipped because a previous run delivered them.
     skipped_records: u64,
 }
@@ -86,11 +96,13 @@ impl<S: SeriesSources> Reader<S> {
         runtime: Handle,
         progress: ReaderProgress,
     ) -> Reader<S> {
-        let shards = export.shards();
         Reader {
             delivery: DeliveryState {
                 progress,
-                pushed: vec![0; shards],
+                pushed: vec![0; LANES],
+                touched: Vec::new(),
+                in_touched: vec![false; LANES],
+                histogram_resume: AHashMap::new(),
                 skipped_records: 0,
             },
             cache: SeriesCache::default(),
@@ -102,6 +114,7 @@ impl<S: SeriesSources> Reader<S> {
             series_buf: Vec::new(),
             samples_buf: Vec::new(),
             runs: RunCollector::default(),
+            run_index: 0,
             aggregates: None,
             stop: None,
         }
@@ -165,7 +178,8 @@ impl<S: SeriesSources> Reader<S> {
                         continue;
                     }
                     let samples = std::mem::take(&mut self.samples_buf);
-                    let ok = self.on_samples(&samples, position);
+                    let ok =
+                        self.on_samples(&samples, position) && self.export.flush_blocking().is_ok();
                     self.samples_buf = samples;
                     if !ok {
                         return Ok(ReaderExit::ExportClosed);
@@ -174,10 +188,7 @@ impl<S: SeriesSources> Reader<S> {
                 // Other record types are not converted yet; the WAL library decodes them.
                 _ => {}
             }
-            self.delivery
-                .progress
-                .tracker
-                .record_queued(position, &self.delivery.pushed);
+            self.delivery.record_done(position);
             gc.maybe_collect(
                 &mut self.cache,
                 &self.delivery.progress.tracker,
@@ -258,13 +269,19 @@ impl<S: SeriesSources> Reader<S> {
             };
             if let Conversion::Histogram(part) = series.conversion {
                 let finished = self.runs.add(&series.prototype, part, sample.t, sample.v);
+                // The run's last sample is its identity for delivery marks.
+                let finished_index = std::mem::replace(&mut self.run_index, index as u64);
                 if let Some(run) = finished
                     && !queue_histogram(
                         &mut self.converter,
-                        &self.export,
+                        &mut self.export,
                         &self.stats,
+                        &mut self.delivery,
                         run,
-                        position,
+                        Mark {
+                            position,
+                            index: finished_index,
+                        },
                     )
                 {
                     return false;
@@ -275,10 +292,14 @@ impl<S: SeriesSources> Reader<S> {
             if let Some(run) = self.runs.finish()
                 && !queue_histogram(
                     &mut self.converter,
-                    &self.export,
+                    &mut self.export,
                     &self.stats,
+                    &mut self.delivery,
                     run,
-                    position,
+                    Mark {
+                        position,
+                        index: self.run_index,
+                    },
                 )
             {
                 return false;
@@ -289,8 +310,8 @@ impl<S: SeriesSources> Reader<S> {
                         position,
                         index: index as u64,
                     };
-                    let shard = self.export.shard_for(series.prototype.hash);
-                    if self.delivery.progress.resume.delivered(shard, mark) {
+                    let lane = lane_of(series.prototype.hash);
+                    if self.delivery.progress.resume.delivered(lane, mark) {
                         // Acknowledged before a restart: the counter state has moved on, the
                         // point is not sent again.
                         self.stats.samples_already_delivered.fetch_add(1, Relaxed);
@@ -304,14 +325,13 @@ impl<S: SeriesSources> Reader<S> {
                         point,
                         position,
                         delivery: entry.delivery.as_ref().map(|ack| Delivery {
-                            ack: ack.clone(),
-                            baseline: counter.saved(),
+                            ack: PointAck::Series(ack.clone(), counter.saved()),
                             index: mark.index,
                         }),
                     };
                     self.stats.queued();
                     match self.export.push_blocking(item) {
-                        Ok(shard) => self.delivery.pushed[shard] += 1,
+                        Ok(lane) => self.delivery.pushed_to(lane),
                         Err(_) => return false,
                     }
                 }
@@ -333,10 +353,14 @@ impl<S: SeriesSources> Reader<S> {
         if let Some(run) = self.runs.finish()
             && !queue_histogram(
                 &mut self.converter,
-                &self.export,
+                &mut self.export,
                 &self.stats,
+                &mut self.delivery,
                 run,
-                position,
+                Mark {
+                    position,
+                    index: self.run_index,
+                },
             )
         {
             return false;
@@ -361,35 +385,76 @@ impl<S: SeriesSources> Reader<S> {
     }
 }
 
-/// Converts a finished histogram run and queues its point; false when the export stage is gone.
-/// Histogram points are not tracked for delivery (their baseline spans several series).
+/// Converts a finished histogram run and queues its point; false when the export stage is
+/// gone. Histogram points are tracked for delivery like any series' points, under the output
+/// series (their parts are several WAL series): a restart continues from the saved state, so the
+/// first run after it is not swallowed as a new baseline and the start time stays the same.
 fn queue_histogram(
     converter: &mut Converter,
-    export: &ExportHandle,
+    export: &mut ExportHandle,
     stats: &Stats,
+    delivery: &mut DeliveryState,
     run: HistogramRun,
-    position: WalPosition,
+    mark: Mark,
 ) -> bool {
     let series = run.prototype.clone();
-    match converter.convert_histogram(run) {
+    let (hash, t) = (series.hash, run.t);
+    if let Some(saved) = delivery.progress.resume.take_histogram(hash) {
+        converter.restore_histogram(hash, &saved.state);
+        delivery.histogram_resume.insert(hash, saved.last_t);
+    }
+    if delivery
+        .histogram_resume
+        .get(&hash)
+        .is_some_and(|last| t <= *last)
+    {
+        // Delivered before the restart; the restored state already includes it.
+        stats.samples_already_delivered.fetch_add(1, Relaxed);
+        return true;
+    }
+    let result = converter.convert_histogram(run);
+    let ack = delivery.progress.tracker.histogram_ack(hash);
+    let state = converter.histogram_state(hash).map(Box::new);
+    let record = |state: Option<Box<_>>| {
+        if let Some(state) = state {
+            ack.delivered(t, state);
+        }
+    };
+    match result {
         Ok(point) => {
+            if delivery.progress.resume.delivered(lane_of(hash), mark) {
+                stats.samples_already_delivered.fetch_add(1, Relaxed);
+                record(state);
+                return true;
+            }
+            let tracked = state.is_some();
             let item = QueuedPoint {
                 series,
                 point,
-                position,
-                delivery: None,
+                position: mark.position,
+                delivery: state.map(|state| Delivery {
+                    ack: PointAck::Histogram(ack.clone(), state),
+                    index: mark.index,
+                }),
             };
             stats.queued();
-            return export.push_blocking(item).is_ok();
+            match export.push_blocking(item) {
+                Ok(lane) if tracked => delivery.pushed_to(lane),
+                Ok(_) => {}
+                Err(_) => return false,
+            }
         }
         Err(Skipped::Baseline) => {
             stats.samples_baseline.fetch_add(1, Relaxed);
+            // The baseline is part of what a restart must not lose.
+            record(state);
         }
         Err(Skipped::OutOfOrder) => {
             stats.samples_out_of_order.fetch_add(1, Relaxed);
         }
         Err(Skipped::InvalidHistogram(reason)) => {
             stats.histogram_dropped(reason);
+            record(state);
             tracing::debug!(
                 metric = %series.metric_type,
                 reason = reason.as_str(),
@@ -402,6 +467,25 @@ fn queue_histogram(
 }
 
 impl DeliveryState {
+    /// A tracked point was queued in `lane`.
+    fn pushed_to(&mut self, lane: usize) {
+        self.pushed[lane] += 1;
+        if !self.in_touched[lane] {
+            self.in_touched[lane] = true;
+            self.touched.push((lane, 0));
+        }
+    }
+
+    /// The record ending at `position` is fully queued: tell the tracker.
+    fn record_done(&mut self, position: WalPosition) {
+        for (lane, total) in &mut self.touched {
+            *total = self.pushed[*lane];
+            self.in_touched[*lane] = false;
+        }
+        self.progress.tracker.record_queued(position, &self.touched);
+        self.touched.clear();
+    }
+
     /// A series just resolved: give it its delivery state, continuing what a previous run saved.
     fn restore(&mut self, series_ref: u64, entry: &mut SeriesEntry) {
         let hash = labels_hash(&entry.labels);

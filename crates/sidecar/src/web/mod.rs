@@ -65,11 +65,9 @@ impl WebHandle {
 }
 
 /// Binds `--web.listen-address` (an error here is a start-up failure), then serves the routes
-/// and runs the lag monitor that feeds the health rules, both until `cancel` fires. `shards` is
-/// the export stage's shard count.
+/// and runs the lag monitor that feeds the health rules, both until `cancel` fires.
 pub async fn start(
     config: &Config,
-    shards: usize,
     stats: Arc<Stats>,
     recent: RecentErrors,
     cancel: CancellationToken,
@@ -78,8 +76,8 @@ pub async fn start(
     let address = listener.local_addr()?;
     let info = RuntimeInfo {
         queue: config.api.url.clone(),
-        shards,
-        capacity_per_shard: ExportConfig::new(&config.project_id, shards).capacity_per_shard,
+        shard_limits: (config.shards.min, config.shards.max),
+        capacity_per_shard: ExportConfig::new(&config.project_id, 1).capacity_per_shard,
         ..RuntimeInfo::new(SystemTime::now())
     };
     let health = Arc::new(HealthMonitor::new(health::DEFAULT_STALL_AFTER));

@@ -436,14 +436,22 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
 
     out.push_str("<h2>Sending</h2>\n<table id=\"sending\">\n");
     row(&mut out, "Monitoring API", &info.queue);
-    row(&mut out, "Shards", &info.shards.to_string());
+    let shards = stats.shards.load(Relaxed);
+    row(
+        &mut out,
+        "Shards",
+        &format!(
+            "{shards} (from {} to {})",
+            info.shard_limits.0, info.shard_limits.1
+        ),
+    );
     row(
         &mut out,
         "Queue length",
         &format!(
             "{} of {} ({} per shard)",
             stats.queue_length.load(Relaxed),
-            info.shards * info.capacity_per_shard,
+            shards as usize * info.capacity_per_shard,
             info.capacity_per_shard
         ),
     );

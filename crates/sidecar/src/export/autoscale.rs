@@ -1,0 +1,297 @@
+//! Autoscaling of the shard count from measured rates, within `--stackdriver.min-shards` and
+//! `--stackdriver.max-shards`.
+//!
+//! Every tick, five rates are smoothed (exponentially weighted, as the original did): points
+//! queued, points sent, time spent sending, WAL bytes written by Prometheus and WAL bytes read.
+//! Sending time per point times the arrival rate says how many shards must be busy at once to
+//! keep up; that is scaled up by half for headroom, and more while the reader is behind the WAL
+//! (so a backlog is caught up), less when it is catching up. Small changes are ignored so the
+//! count does not flap, and nothing changes while requests are failing (resharding waits for
+//! every shard to drain, which a failing backend would make slow). This module only decides;
+//! [`super::router`] applies.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::router::Resharder;
+use crate::stats::Stats;
+
+/// How often the shard count is reconsidered (the original's period).
+pub const TICK: Duration = Duration::from_secs(15);
+
+/// Weight of the newest interval in the smoothed rates (the original's).
+const ALPHA: f64 = 0.2;
+
+/// Limits of the shard count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardBounds {
+    /// Fewest shards (`--stackdriver.min-shards`), also the count at start.
+    pub min: usize,
+    /// Most shards (`--stackdriver.max-shards`).
+    pub max: usize,
+}
+
+/// An exponentially weighted rate: the first interval sets it, later ones move it by
+/// [`ALPHA`] of the difference.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ewma {
+    rate: Option<f64>,
+}
+
+impl Ewma {
+    fn tick(&mut self, events: f64, interval: Duration) {
+        let instant = events / interval.as_secs_f64();
+        self.rate = Some(match self.rate {
+            None => instant,
+            Some(r) => r + ALPHA * (instant - r),
+        });
+    }
+
+    fn get(&self) -> f64 {
+        self.rate.unwrap_or(0.0)
+    }
+}
+
+/// The smoothed rates, per second.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Rates {
+    /// Points queued.
+    pub points_in: f64,
+    /// Points in completed request attempts.
+    pub points_out: f64,
+    /// Seconds spent in requests.
+    pub send_seconds: f64,
+    /// WAL bytes written by Prometheus.
+    pub wal_written: f64,
+    /// WAL bytes read.
+    pub wal_read: f64,
+}
+
+/// The shard count the rates call for, or `None` to keep `current`.
+pub fn desired_shards(rates: &Rates, current: usize, bounds: ShardBounds) -> Option<usize> {
+    if rates.points_out <= 0.0 {
+        return None;
+    }
+    let seconds_per_point = rates.send_seconds / rates.points_out;
+    let mut desired = seconds_per_point * rates.points_in * 1.5;
+    if rates.wal_written >= rates.wal_read {
+        // Falling behind (or the reader is blocked). The original divided by the read rate
+        // even when it was zero, giving infinity or NaN [quirk fixed]: a stalled reader asks
+        // for at most twice as many shards per tick.
+        desired *= if rates.wal_read > 0.0 {
+            (rates.wal_written / rates.wal_read).min(2.0)
+        } else if rates.wal_written > 0.0 {
+            2.0
+        } else {
+            1.0
+        };
+    } else {
+        // Catching up: up to 2.5 times the shards while a backlog remains.
+        desired *= 1.0 + (1.0 - rates.wal_written / rates.wal_read) * 1.5;
+    }
+    if !desired.is_finite() {
+        return None;
+    }
+    let current_f = current as f64;
+    if desired >= 0.7 * current_f && desired <= 1.1 * current_f {
+        return None;
+    }
+    let lowest = bounds.min.max(1);
+    let new = (desired.ceil() as usize).clamp(lowest, bounds.max.max(lowest));
+    (new != current).then_some(new)
+}
+
+/// Counter readings at one tick.
+#[derive(Debug, Default, Clone, Copy)]
+struct Reading {
+    points_in: u64,
+    points_out: u64,
+    send_micros: u64,
+    wal_read: u64,
+    wal_lag: u64,
+    retries: u64,
+}
+
+impl Reading {
+    fn take(stats: &Stats) -> Reading {
+        Reading {
+            points_in: stats.samples_produced.load(Relaxed),
+            points_out: stats.points_attempted.load(Relaxed),
+            send_micros: stats.send_micros.load(Relaxed),
+            wal_read: stats.wal_bytes_read.load(Relaxed),
+            wal_lag: stats.wal_lag_bytes.load(Relaxed),
+            retries: stats.retries.load(Relaxed),
+        }
+    }
+}
+
+/// The running controller's smoothed state.
+#[derive(Debug, Default)]
+struct Controller {
+    last: Reading,
+    points_in: Ewma,
+    points_out: Ewma,
+    send_seconds: Ewma,
+    wal_written: Ewma,
+    wal_read: Ewma,
+}
+
+impl Controller {
+    /// Folds the counters since the last tick into the rates; returns whether requests failed
+    /// in that interval.
+    fn tick(&mut self, now: Reading, interval: Duration) -> bool {
+        let d = |a: u64, b: u64| a.saturating_sub(b) as f64;
+        let read = d(now.wal_read, self.last.wal_read);
+        // What Prometheus wrote is what was read plus how much the backlog grew.
+        let written = (read + now.wal_lag as f64 - self.last.wal_lag as f64).max(0.0);
+        self.points_in
+            .tick(d(now.points_in, self.last.points_in), interval);
+        self.points_out
+            .tick(d(now.points_out, self.last.points_out), interval);
+        self.send_seconds
+            .tick(d(now.send_micros, self.last.send_micros) / 1e6, interval);
+        self.wal_written.tick(written, interval);
+        self.wal_read.tick(read, interval);
+        let failed = now.retries > self.last.retries;
+        self.last = now;
+        failed
+    }
+
+    fn rates(&self) -> Rates {
+        Rates {
+            points_in: self.points_in.get(),
+            points_out: self.points_out.get(),
+            send_seconds: self.send_seconds.get(),
+            wal_written: self.wal_written.get(),
+            wal_read: self.wal_read.get(),
+        }
+    }
+}
+
+/// Reconsiders the shard count every `tick` until cancelled.
+pub async fn run(
+    resharder: Resharder,
+    stats: Arc<Stats>,
+    bounds: ShardBounds,
+    tick: Duration,
+    cancel: CancellationToken,
+) {
+    if bounds.min >= bounds.max {
+        return;
+    }
+    let mut controller = Controller {
+        last: Reading::take(&stats),
+        ..Controller::default()
+    };
+    let mut interval = tokio::time::interval(tick);
+    interval.tick().await;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        let failed = controller.tick(Reading::take(&stats), tick);
+        if failed || resharder.busy() {
+            continue;
+        }
+        let current = resharder.current();
+        let rates = controller.rates();
+        if let Some(new) = desired_shards(&rates, current, bounds) {
+            tracing::info!(
+                from = current,
+                to = new,
+                points_in_per_second = rates.points_in as u64,
+                send_seconds_per_point = rates.send_seconds / rates.points_out,
+                "changing the number of shards"
+            );
+            resharder.request(new);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUNDS: ShardBounds = ShardBounds { min: 1, max: 200 };
+
+    fn rates(points: f64, seconds_per_point: f64, written: f64, read: f64) -> Rates {
+        Rates {
+            points_in: points,
+            points_out: points,
+            send_seconds: points * seconds_per_point,
+            wal_written: written,
+            wal_read: read,
+        }
+    }
+
+    #[test]
+    fn shards_follow_the_time_sending_takes() {
+        // 10 k points/s at 1 ms each: 10 busy shards, 15 with headroom.
+        let r = rates(10_000.0, 0.001, 100.0, 100.0);
+        assert_eq!(desired_shards(&r, 1, BOUNDS), Some(15));
+        // Already 15 or close to it: no change.
+        assert_eq!(desired_shards(&r, 15, BOUNDS), None);
+        assert_eq!(desired_shards(&r, 14, BOUNDS), None);
+        // Far more than needed: fewer.
+        assert_eq!(desired_shards(&r, 40, BOUNDS), Some(15));
+    }
+
+    #[test]
+    fn a_backlog_asks_for_more_and_bounds_hold() {
+        // Catching up: the backlog shrinks, up to 2.5 times the shards.
+        let r = rates(1_000.0, 0.002, 0.0, 1_000_000.0);
+        assert_eq!(desired_shards(&r, 1, BOUNDS), Some(8));
+        // Falling behind: the WAL grows twice as fast as it is read.
+        let r = rates(1_000.0, 0.002, 2_000.0, 1_000.0);
+        assert_eq!(desired_shards(&r, 1, BOUNDS), Some(6));
+        // The reader is blocked (nothing read, WAL growing): no infinity, at most twice.
+        let r = rates(1_000.0, 0.002, 2_000.0, 0.0);
+        assert_eq!(desired_shards(&r, 1, BOUNDS), Some(6));
+        let big = rates(1_000_000.0, 0.01, 1.0, 1.0);
+        assert_eq!(desired_shards(&big, 4, BOUNDS), Some(200));
+        let tiny = rates(1.0, 0.001, 1.0, 1.0);
+        assert_eq!(
+            desired_shards(&tiny, 4, ShardBounds { min: 2, max: 8 }),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn nothing_sent_means_no_change() {
+        let r = Rates {
+            points_in: 1000.0,
+            ..Rates::default()
+        };
+        assert_eq!(desired_shards(&r, 3, BOUNDS), None);
+    }
+
+    #[test]
+    fn rates_are_smoothed_and_failures_are_noticed() {
+        let mut c = Controller::default();
+        let second = Duration::from_secs(1);
+        let mut now = Reading {
+            points_in: 100,
+            points_out: 100,
+            send_micros: 100_000,
+            wal_read: 1000,
+            wal_lag: 500,
+            retries: 0,
+        };
+        assert!(!c.tick(now, second));
+        assert_eq!(c.rates().points_in, 100.0);
+        assert_eq!(c.rates().wal_written, 1500.0);
+        now.points_in += 200;
+        now.wal_read += 1000;
+        now.wal_lag = 0;
+        now.retries = 1;
+        assert!(c.tick(now, second));
+        // 100 + 0.2 × (200 − 100)
+        assert!((c.rates().points_in - 120.0).abs() < 1e-9);
+        // Written: 1000 read − 500 backlog shrink = 500; 1500 + 0.2 × (500 − 1500) = 1300.
+        assert!((c.rates().wal_written - 1300.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,416 @@
+//! The router: hands the reader's points to the shard owning their lane, and changes the shard
+//! count without reordering or losing a point.
+//!
+//! The reader is the only producer, so resharding is done on its thread, between two points: it
+//! closes every shard's queue, waits until each shard has sent (or given up, counted) everything
+//! it holds, then starts the new shards. No point of a series is ever queued in two shards at
+//! once, so each series' points still reach the API in WAL order. Lanes
+//! ([`super::lanes`]) do not move between restarts or reshards; only their owner does. This
+//! module never batches, sends or converts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+
+use tokio::runtime::Handle;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+
+use super::client::TimeSeriesSink;
+use super::lanes::{LANES, lane_of, shard_of_lane};
+use super::shard::{CHUNK_POINTS, Chunk, ExportConfig, QueuedPoint, ShardParts, spawn_shard};
+use crate::progress::DeliveryTracker;
+use crate::stats::Stats;
+
+type Spawner = dyn Fn(usize, usize) -> (mpsc::Sender<Chunk>, JoinHandle<()>) + Send + Sync;
+
+/// State shared by the exporter, the reader's handle and the autoscaler.
+struct Shared {
+    /// The running shards' tasks; `None` once the exporter is finishing.
+    tasks: Mutex<Option<Vec<JoinHandle<()>>>>,
+    /// The queues of the shards started with the exporter, until the handle takes them.
+    initial: std::sync::Mutex<Option<Vec<mpsc::Sender<Chunk>>>>,
+    spawn: Box<Spawner>,
+    /// Shard count asked for and not yet applied (0: none).
+    requested: AtomicUsize,
+    /// Shards running.
+    current: AtomicUsize,
+    /// A reshard is under way.
+    resharding: AtomicBool,
+    runtime: Handle,
+    stats: Arc<Stats>,
+}
+
+/// The running export stage.
+pub struct Exporter {
+    shared: Arc<Shared>,
+}
+
+/// Where the reader hands points over. There is one per exporter: the reader is the only
+/// producer, which is what lets it reshard between two points. Points are gathered per shard
+/// and handed over in chunks: when a chunk is full, and at [`ExportHandle::flush_blocking`]
+/// (the reader calls it after every WAL record, so points never wait for more to come).
+pub struct ExportHandle {
+    shared: Arc<Shared>,
+    senders: Vec<mpsc::Sender<Chunk>>,
+    /// Points gathered for each shard, not handed over yet.
+    pending: Vec<Chunk>,
+}
+
+/// Asks the export stage for another shard count; cheap to clone.
+#[derive(Clone)]
+pub struct Resharder {
+    shared: Arc<Shared>,
+}
+
+/// The export stage has shut down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportClosed;
+
+impl Exporter {
+    /// Starts `config.shards` shard tasks on the current tokio runtime. Completed tracked points
+    /// are reported to `tracker`.
+    pub fn start<S: TimeSeriesSink>(
+        sink: Arc<S>,
+        config: ExportConfig,
+        stats: Arc<Stats>,
+        tracker: Option<Arc<DeliveryTracker>>,
+    ) -> Exporter {
+        let runtime = Handle::current();
+        let shards = config.shards.clamp(1, LANES);
+        let parts = ShardParts {
+            sink,
+            config,
+            stats: stats.clone(),
+            tracker,
+        };
+        let spawn_on = runtime.clone();
+        let spawn: Box<Spawner> =
+            Box::new(move |index, count| spawn_shard(&spawn_on, &parts, index, count));
+        let (senders, tasks): (Vec<_>, Vec<_>) = (0..shards).map(|i| spawn(i, shards)).unzip();
+        stats.set_shards(shards);
+        Exporter {
+            shared: Arc::new(Shared {
+                tasks: Mutex::new(Some(tasks)),
+                initial: std::sync::Mutex::new(Some(senders)),
+                spawn,
+                requested: AtomicUsize::new(0),
+                current: AtomicUsize::new(shards),
+                resharding: AtomicBool::new(false),
+                runtime,
+                stats,
+            }),
+        }
+    }
+
+    /// The reader's handle. Only the first call gets the queues; a later handle is closed.
+    pub fn handle(&self) -> ExportHandle {
+        let senders = self
+            .shared
+            .initial
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .unwrap_or_default();
+        ExportHandle {
+            shared: self.shared.clone(),
+            pending: senders.iter().map(|_| Vec::new()).collect(),
+            senders,
+        }
+    }
+
+    /// A way to ask for another shard count.
+    pub fn resharder(&self) -> Resharder {
+        Resharder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Stops accepting points once the handle is dropped, then waits until every shard has
+    /// sent what it holds.
+    pub async fn finish(self) {
+        if let Ok(mut initial) = self.shared.initial.lock() {
+            initial.take();
+        }
+        let tasks = self.shared.tasks.lock().await.take().unwrap_or_default();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Resharder {
+    /// Asks for `shards` shards (clamped to 1..=[`LANES`]); the reader applies it before its
+    /// next point.
+    pub fn request(&self, shards: usize) {
+        self.shared.requested.store(shards.clamp(1, LANES), Relaxed);
+    }
+
+    /// Shards running now.
+    pub fn current(&self) -> usize {
+        self.shared.current.load(Relaxed)
+    }
+
+    /// Whether a requested change has not been applied yet.
+    pub fn busy(&self) -> bool {
+        self.shared.requested.load(Relaxed) != 0 || self.shared.resharding.load(Relaxed)
+    }
+}
+
+impl ExportHandle {
+    /// Queues a point for the shard owning its lane and returns the lane; hands the shard a
+    /// full chunk, blocking while its queue is full. Must not be called from an async task.
+    pub fn push_blocking(&mut self, item: QueuedPoint) -> Result<usize, ExportClosed> {
+        if self.shared.requested.load(Relaxed) != 0 {
+            let wanted = self.shared.requested.swap(0, Relaxed);
+            if wanted != 0 && wanted != self.senders.len() {
+                self.reshard(wanted)?;
+            }
+        }
+        let lane = lane_of(item.series.hash);
+        let shard = shard_of_lane(lane, self.senders.len());
+        let chunk = self.pending.get_mut(shard).ok_or(ExportClosed)?;
+        if chunk.capacity() == 0 {
+            chunk.reserve_exact(CHUNK_POINTS);
+        }
+        chunk.push(item);
+        if chunk.len() >= CHUNK_POINTS {
+            self.hand_over(shard)?;
+        }
+        Ok(lane)
+    }
+
+    /// Hands every gathered point to its shard, blocking while a queue is full.
+    pub fn flush_blocking(&mut self) -> Result<(), ExportClosed> {
+        for shard in 0..self.pending.len() {
+            if !self.pending[shard].is_empty() {
+                self.hand_over(shard)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn hand_over(&mut self, shard: usize) -> Result<(), ExportClosed> {
+        let chunk = std::mem::take(&mut self.pending[shard]);
+        self.senders[shard]
+            .blocking_send(chunk)
+            .map_err(|_| ExportClosed)
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Drains every shard, then starts `shards` new ones. Blocks the reader meanwhile (the WAL
+    /// is the buffer).
+    pub fn reshard(&mut self, shards: usize) -> Result<(), ExportClosed> {
+        let shards = shards.clamp(1, LANES);
+        let shared = self.shared.clone();
+        shared.resharding.store(true, Relaxed);
+        let result = (|| {
+            // What was gathered goes to the old shards, before their queues close.
+            self.flush_blocking()?;
+            let mut tasks = shared.tasks.blocking_lock();
+            // Closing the queues is what makes the old shards drain and end.
+            self.senders.clear();
+            let Some(running) = tasks.as_mut() else {
+                return Err(ExportClosed);
+            };
+            let from = running.len();
+            let started = std::time::Instant::now();
+            for task in running.drain(..) {
+                let _ = shared.runtime.block_on(task);
+            }
+            let (senders, new_tasks): (Vec<_>, Vec<_>) =
+                (0..shards).map(|i| (shared.spawn)(i, shards)).unzip();
+            *running = new_tasks;
+            self.pending = senders.iter().map(|_| Vec::new()).collect();
+            self.senders = senders;
+            shared.current.store(shards, Relaxed);
+            shared.stats.set_shards(shards);
+            tracing::info!(from, to = shards, drained_in = ?started.elapsed(), "resharded");
+            Ok(())
+        })();
+        shared.resharding.store(false, Relaxed);
+        result
+    }
+}
+
+impl Drop for ExportHandle {
+    /// Hands over what is still gathered (the reader flushes after every record, so normally
+    /// nothing is left).
+    fn drop(&mut self) {
+        if self.pending.iter().any(|c| !c.is_empty()) {
+            let _ = self.flush_blocking();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::client::SendError;
+    use crate::export::encode::{Point, PointKind, PointValue, SeriesPrototype, SharedPrototype};
+    use crate::export::shard::Delivery;
+    use crate::progress::{PointAck, SeriesAck};
+    use bytes::Bytes;
+    use gcm_api::monitoring::CreateTimeSeriesRequest;
+    use gcm_api::monitoring::typed_value::Value;
+    use prometheus_wal::WalPosition;
+    use prost::Message;
+    use std::time::Duration;
+
+    /// Accepts every request after a short wait (so points are in flight while resharding)
+    /// and records which shard sent what.
+    #[derive(Default)]
+    struct SlowSink {
+        requests: std::sync::Mutex<Vec<(usize, CreateTimeSeriesRequest)>>,
+    }
+
+    impl TimeSeriesSink for SlowSink {
+        async fn create_time_series(&self, request: Bytes) -> Result<(), SendError> {
+            self.create_time_series_from(usize::MAX, request).await
+        }
+
+        async fn create_time_series_from(
+            &self,
+            shard: usize,
+            request: Bytes,
+        ) -> Result<(), SendError> {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let request = CreateTimeSeriesRequest::decode(request).unwrap();
+            self.requests.lock().unwrap().push((shard, request));
+            Ok(())
+        }
+    }
+
+    fn series(i: usize) -> SharedPrototype {
+        Arc::new(SeriesPrototype::new(
+            "external.googleapis.com/prometheus/m".into(),
+            &[("i".to_string(), i.to_string())],
+            "generic_task",
+            &[("job", "j".to_string())],
+            PointKind::GaugeDouble,
+        ))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resharding_keeps_every_series_in_order_and_loses_nothing() {
+        let sink = Arc::new(SlowSink::default());
+        let stats = Arc::new(Stats::default());
+        let tracker = Arc::new(DeliveryTracker::new(WalPosition::default()));
+        let mut config = ExportConfig::new("p", 1).without_time_limits();
+        config.batch_deadline = Duration::from_millis(5);
+        config.capacity_per_shard = 50;
+        let exporter = Exporter::start(sink.clone(), config, stats.clone(), Some(tracker.clone()));
+        let resharder = exporter.resharder();
+        let mut handle = exporter.handle();
+        let all: Vec<SharedPrototype> = (0..300).map(series).collect();
+        let acks: Vec<Arc<SeriesAck>> = (0..300)
+            .map(|i| Arc::new(SeriesAck::new(i as u64, i as u64, None)))
+            .collect();
+        const ROUNDS: usize = 40;
+        let reader_tracker = tracker.clone();
+        let pushed = tokio::task::spawn_blocking(move || {
+            let mut pushed = vec![0u64; LANES];
+            let plan = [3, 7, 2, 1, 16, 5];
+            for round in 0..ROUNDS {
+                if round % 6 == 3 {
+                    // Asked for by the autoscaler, applied before the next point.
+                    resharder.request(plan[(round / 6) % plan.len()]);
+                }
+                let position = WalPosition {
+                    segment: 1,
+                    offset: round as u64 + 1,
+                };
+                let mut touched = Vec::new();
+                for (i, s) in all.iter().enumerate() {
+                    let lane = handle
+                        .push_blocking(QueuedPoint {
+                            series: s.clone(),
+                            point: Point {
+                                start_ms: None,
+                                end_ms: 1_000 + round as i64 * 10_000,
+                                value: PointValue::Double(round as f64),
+                            },
+                            position,
+                            delivery: Some(Delivery {
+                                ack: PointAck::Series(acks[i].clone(), None),
+                                index: i as u64,
+                            }),
+                        })
+                        .unwrap();
+                    pushed[lane] += 1;
+                    touched.push((lane, pushed[lane]));
+                }
+                reader_tracker.record_queued(position, &touched);
+            }
+            handle.shards()
+        })
+        .await
+        .unwrap();
+        exporter.finish().await;
+        assert_ne!(pushed, 1, "the last reshard was applied");
+
+        let requests = sink.requests.lock().unwrap();
+        let shards_used: std::collections::HashSet<usize> =
+            requests.iter().map(|(s, _)| *s).collect();
+        assert!(shards_used.len() >= 7, "{shards_used:?}");
+        let mut values: Vec<Vec<f64>> = vec![Vec::new(); 300];
+        for (_, r) in requests.iter() {
+            assert!(r.time_series.len() <= 200);
+            for ts in &r.time_series {
+                let i: usize = ts.metric.as_ref().unwrap().labels["i"].parse().unwrap();
+                let Some(Value::DoubleValue(v)) = ts.points[0].value.as_ref().unwrap().value else {
+                    panic!("not a double")
+                };
+                values[i].push(v);
+            }
+        }
+        let want: Vec<f64> = (0..ROUNDS).map(|r| r as f64).collect();
+        for (i, got) in values.iter().enumerate() {
+            assert_eq!(got, &want, "series {i}: lost, repeated or reordered points");
+        }
+        assert_eq!(
+            tracker.watermark(),
+            WalPosition {
+                segment: 1,
+                offset: ROUNDS as u64
+            },
+            "every record is delivered"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_handle_is_closed_and_finish_ends_shards() {
+        let exporter = Exporter::start(
+            Arc::new(SlowSink::default()),
+            ExportConfig::new("p", 2),
+            Arc::new(Stats::default()),
+            None,
+        );
+        let first = exporter.handle();
+        assert_eq!(first.shards(), 2);
+        let mut second = exporter.handle();
+        assert_eq!(second.shards(), 0);
+        let s = series(1);
+        let item = QueuedPoint {
+            series: s,
+            point: Point {
+                start_ms: None,
+                end_ms: 1,
+                value: PointValue::Double(1.0),
+            },
+            position: WalPosition::default(),
+            delivery: None,
+        };
+        assert_eq!(
+            tokio::task::spawn_blocking(move || second.push_blocking(item))
+                .await
+                .unwrap(),
+            Err(ExportClosed)
+        );
+        drop(first);
+        exporter.finish().await;
+    }
+}
