@@ -7,12 +7,14 @@
 //! This module must never decide *what* is sent, only how it is written.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
+use bytes::{Bytes, BytesMut};
+use gcm_api::api::Distribution as DistributionProto;
 use gcm_api::api::distribution::BucketOptions;
 use gcm_api::api::distribution::bucket_options::{Explicit, Options};
 use gcm_api::api::metric_descriptor::{MetricKind, ValueType};
-use gcm_api::api::{Distribution as DistributionProto, Metric, MonitoredResource};
-use gcm_api::monitoring::{Point as PointProto, TimeInterval, TimeSeries, TypedValue, typed_value};
+use gcm_api::monitoring::{Point as PointProto, TimeInterval, TypedValue, typed_value};
 use prost::Message;
 use prost::encoding::{WireType, decode_varint, encode_key, encode_varint, encoded_len_varint};
 
@@ -22,8 +24,40 @@ use super::validate::{Invalid, check_series};
 const REQUEST_NAME_TAG: u32 = 3;
 /// `CreateTimeSeriesRequest.time_series`.
 const REQUEST_TIME_SERIES_TAG: u32 = 2;
-/// `TimeSeries.points`.
+/// `TimeSeries.metric`, `.resource`, `.metric_kind`, `.value_type` and `.points`.
+const TIME_SERIES_METRIC_TAG: u32 = 1;
+const TIME_SERIES_RESOURCE_TAG: u32 = 2;
+const TIME_SERIES_KIND_TAG: u32 = 3;
+const TIME_SERIES_VALUE_TYPE_TAG: u32 = 4;
 const TIME_SERIES_POINTS_TAG: u32 = 5;
+/// `Metric.labels` and `Metric.type`.
+const METRIC_LABELS_TAG: u32 = 2;
+const METRIC_TYPE_TAG: u32 = 3;
+/// `MonitoredResource.type` and `MonitoredResource.labels`.
+const RESOURCE_TYPE_TAG: u32 = 1;
+const RESOURCE_LABELS_TAG: u32 = 2;
+/// Key and value of a protobuf map entry.
+const MAP_KEY_TAG: u32 = 1;
+const MAP_VALUE_TAG: u32 = 2;
+
+fn put_bytes(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(bytes.len() as u64, buf);
+    buf.extend_from_slice(bytes);
+}
+
+fn put_string(tag: u32, s: &str, buf: &mut Vec<u8>) {
+    put_bytes(tag, s.as_bytes(), buf);
+}
+
+/// One entry of a `map<string, string>` field.
+fn put_map_entry(tag: u32, key: &str, value: &str, buf: &mut Vec<u8>) {
+    let field_len = |s: &str| 1 + encoded_len_varint(s.len() as u64) + s.len();
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint((field_len(key) + field_len(value)) as u64, buf);
+    put_string(MAP_KEY_TAG, key, buf);
+    put_string(MAP_VALUE_TAG, value, buf);
+}
 
 /// The kind and value type of a series' points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +95,56 @@ impl PointKind {
     }
 }
 
+/// The interval of the last point accepted for a series, for the converter's ordering guard.
+/// It lives with the (interned) prototype so that every WAL series mapping to one Cloud
+/// Monitoring series shares it, without a lookup per sample. Only the reader thread touches it;
+/// atomics make the prototype shareable with the shards, which never read it.
+#[derive(Debug, Default)]
+pub struct LastInterval {
+    start: AtomicI64,
+    /// `i64::MIN` (the default, as 0 would be a valid time) until the first point.
+    end: AtomicI64,
+}
+
+impl LastInterval {
+    /// An empty guard.
+    pub fn new() -> LastInterval {
+        LastInterval {
+            start: AtomicI64::new(0),
+            end: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// The last accepted `(start, end)`, if any.
+    pub fn get(&self) -> Option<(i64, i64)> {
+        let end = self.end.load(Relaxed);
+        (end != i64::MIN).then(|| (self.start.load(Relaxed), end))
+    }
+
+    /// Records `(start, end)` as the last accepted interval.
+    pub fn set(&self, (start, end): (i64, i64)) {
+        self.start.store(start, Relaxed);
+        self.end.store(end, Relaxed);
+    }
+}
+
+impl Clone for LastInterval {
+    fn clone(&self) -> LastInterval {
+        let copy = LastInterval::new();
+        if let Some(interval) = self.get() {
+            copy.set(interval);
+        }
+        copy
+    }
+}
+
+impl PartialEq for LastInterval {
+    /// Not part of a series' identity.
+    fn eq(&self, _: &LastInterval) -> bool {
+        true
+    }
+}
+
 /// Everything about one Cloud Monitoring time series except its points, encoded once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesPrototype {
@@ -75,10 +159,13 @@ pub struct SeriesPrototype {
     /// The rule the metric type, metric labels or resource type break, if any: every point of
     /// such a series would be refused, so none is sent.
     pub invalid: Option<Invalid>,
+    /// The last point's interval (the converter's ordering guard).
+    pub last_interval: LastInterval,
 }
 
 impl SeriesPrototype {
-    /// Encodes a prototype. Labels must be sorted by name (the hash depends on the order).
+    /// Encodes a prototype. Labels must be sorted by name (the hash depends on the order); map
+    /// entries are written sorted by key, so the bytes of one identity are always the same.
     pub fn new(
         metric_type: String,
         metric_labels: &[(String, String)],
@@ -88,28 +175,40 @@ impl SeriesPrototype {
     ) -> SeriesPrototype {
         let hash = series_hash(&metric_type, metric_labels, resource_type, resource_labels);
         let invalid = check_series(&metric_type, metric_labels, resource_type).err();
-        let proto = TimeSeries {
-            metric: Some(Metric {
-                r#type: metric_type.clone(),
-                labels: metric_labels.iter().cloned().collect(),
-            }),
-            resource: Some(MonitoredResource {
-                r#type: resource_type.to_string(),
-                labels: resource_labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect(),
-            }),
-            metric_kind: kind.metric_kind() as i32,
-            value_type: kind.value_type() as i32,
-            ..Default::default()
-        };
+        let mut encoded = Vec::with_capacity(128);
+        let mut metric = Vec::with_capacity(64);
+        put_string(METRIC_TYPE_TAG, &metric_type, &mut metric);
+        let mut sorted: Vec<(&str, &str)> = metric_labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        sorted.sort_unstable();
+        for (k, v) in sorted {
+            put_map_entry(METRIC_LABELS_TAG, k, v, &mut metric);
+        }
+        put_bytes(TIME_SERIES_METRIC_TAG, &metric, &mut encoded);
+        let mut resource = Vec::with_capacity(64);
+        put_string(RESOURCE_TYPE_TAG, resource_type, &mut resource);
+        let mut sorted: Vec<(&str, &str)> = resource_labels
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        sorted.sort_unstable();
+        for (k, v) in sorted {
+            put_map_entry(RESOURCE_LABELS_TAG, k, v, &mut resource);
+        }
+        put_bytes(TIME_SERIES_RESOURCE_TAG, &resource, &mut encoded);
+        encode_key(TIME_SERIES_KIND_TAG, WireType::Varint, &mut encoded);
+        encode_varint(kind.metric_kind() as i32 as u64, &mut encoded);
+        encode_key(TIME_SERIES_VALUE_TYPE_TAG, WireType::Varint, &mut encoded);
+        encode_varint(kind.value_type() as i32 as u64, &mut encoded);
         SeriesPrototype {
             hash,
             metric_type,
             kind,
-            encoded: proto.encode_to_vec(),
+            encoded,
             invalid,
+            last_interval: LastInterval::new(),
         }
     }
 }
@@ -224,10 +323,11 @@ impl Distribution {
     }
 }
 
-/// Builds the bytes of one `CreateTimeSeriesRequest`, series by series, in a reused buffer.
+/// Builds the bytes of one `CreateTimeSeriesRequest`, series by series; [`RequestBuilder::take`]
+/// hands them over without a copy, and the buffer is reused once the request is dropped.
 #[derive(Debug, Default)]
 pub struct RequestBuilder {
-    buf: Vec<u8>,
+    buf: BytesMut,
     series: usize,
 }
 
@@ -282,6 +382,12 @@ impl RequestBuilder {
     /// The request bytes so far.
     pub fn bytes(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// The request, leaving the builder empty.
+    pub fn take(&mut self) -> Bytes {
+        self.series = 0;
+        self.buf.split().freeze()
     }
 }
 

@@ -445,7 +445,7 @@ impl<S: TimeSeriesSink> Shard<S> {
             let entry = &batch[*i];
             self.builder.push(&entry.series, entry.point.clone());
         }
-        Bytes::copy_from_slice(self.builder.bytes())
+        self.builder.take()
     }
 }
 

@@ -6,10 +6,9 @@
 //! samples and for histogram runs (whose baselines live in [`HistogramBaselines`]). It must never
 //! look series up or queue anything.
 
-use ahash::AHashMap;
-
 use super::histogram::{HistogramBaselines, HistogramRun, HistogramSkip};
 use super::resolve::{Conversion, ResolvedSeries};
+use crate::export::encode::LastInterval;
 use crate::export::{Point, PointKind, PointValue};
 use crate::stats::HistogramDrop;
 
@@ -89,13 +88,11 @@ pub enum Skipped {
     InvalidHistogram(HistogramDrop),
 }
 
-/// Converts samples, remembering each Cloud Monitoring series' last interval.
+/// Converts samples. Each Cloud Monitoring series' last interval is kept in its prototype,
+/// which the resolver interns: two Prometheus series mapping to one Cloud Monitoring series
+/// share it, so the later one's points are refused rather than sent out of order.
 #[derive(Debug, Default)]
 pub struct Converter {
-    /// Last accepted (start, end) per series hash. Keyed by hash rather than WAL ref because two
-    /// Prometheus series can map to one Cloud Monitoring series; the later one's points are then
-    /// refused rather than sent out of order.
-    intervals: AHashMap<u64, (i64, i64)>,
     /// Baselines of histograms.
     histograms: HistogramBaselines,
 }
@@ -117,7 +114,7 @@ impl Converter {
             }
             Conversion::Histogram(_) => return Err(Skipped::HistogramPart),
         };
-        self.check_order(series.prototype.hash, (start.unwrap_or(0), t))?;
+        check_order(&series.prototype.last_interval, (start.unwrap_or(0), t))?;
         let value = match series.prototype.kind {
             PointKind::GaugeDouble | PointKind::CumulativeDouble => PointValue::Double(value),
             PointKind::GaugeInt64 | PointKind::CumulativeInt64 if series.truncate => {
@@ -137,12 +134,12 @@ impl Converter {
 
     /// The distribution point of a finished histogram run.
     pub fn convert_histogram(&mut self, run: HistogramRun) -> Result<Point, Skipped> {
-        let (hash, t) = (run.prototype.hash, run.t);
+        let (prototype, t) = (run.prototype.clone(), run.t);
         let (start, distribution) = self.histograms.convert(run).map_err(|e| match e {
             HistogramSkip::Baseline => Skipped::Baseline,
             HistogramSkip::Invalid(reason) => Skipped::InvalidHistogram(reason),
         })?;
-        self.check_order(hash, (start, t))?;
+        check_order(&prototype.last_interval, (start, t))?;
         Ok(Point {
             start_ms: Some(start),
             end_ms: t,
@@ -159,23 +156,18 @@ impl Converter {
     pub fn restore_histogram(&mut self, hash: u64, saved: &crate::progress::SavedHistogramState) {
         self.histograms.restore(hash, saved);
     }
+}
 
-    /// The ordering guard: records `interval` as the series' last one when it may follow the
-    /// previous one.
-    fn check_order(&mut self, hash: u64, interval: (i64, i64)) -> Result<(), Skipped> {
-        match self.intervals.get_mut(&hash) {
-            Some(prev) => {
-                if !accepts(*prev, interval) {
-                    return Err(Skipped::OutOfOrder);
-                }
-                *prev = interval;
-            }
-            None => {
-                self.intervals.insert(hash, interval);
-            }
-        }
-        Ok(())
+/// The ordering guard: records `interval` as the series' last one when it may follow the
+/// previous one.
+fn check_order(last: &LastInterval, interval: (i64, i64)) -> Result<(), Skipped> {
+    if let Some(prev) = last.get()
+        && !accepts(prev, interval)
+    {
+        return Err(Skipped::OutOfOrder);
     }
+    last.set(interval);
+    Ok(())
 }
 
 /// The ordering rule: same start with a later end, or a new interval starting at or after the

@@ -24,7 +24,7 @@ use super::filter::SeriesFilter;
 use super::gc::SeriesGc;
 use super::histogram::{HistogramRun, RunCollector};
 use super::resolve::{Conversion, Resolution, Resolver, SeriesSources};
-use super::series::{SeriesCache, SeriesEntry, SeriesState};
+use super::series::{CompactLabels, SeriesCache, SeriesEntry, SeriesState};
 use crate::export::lanes::{LANES, lane_of};
 use crate::export::{Delivery, ExportHandle, QueuedPoint};
 use crate::progress::{DeliveryTracker, Mark, PointAck, Resume};
@@ -489,6 +489,8 @@ impl DeliveryState {
     /// A series just resolved: give it its delivery state, continuing what a previous run saved.
     fn restore(&mut self, series_ref: u64, entry: &mut SeriesEntry) {
         let hash = labels_hash(&entry.labels);
+        // Nothing needs the labels of a resolved series any more.
+        entry.labels = CompactLabels::default();
         let saved = self.progress.resume.take(series_ref, hash);
         if let (Some(saved), SeriesState::Resolved { counter, .. }) = (&saved, &mut entry.state) {
             entry.resume_after_t = saved.last_t;
@@ -501,12 +503,12 @@ impl DeliveryState {
 }
 
 /// Identity of a label set across runs (a WAL series ref is only meaningful with its labels).
-fn labels_hash(labels: &[prometheus_wal::Label]) -> u64 {
+fn labels_hash(labels: &CompactLabels) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for l in labels {
-        h.update(l.name.as_bytes());
+    for (name, value) in labels.iter() {
+        h.update(name.as_bytes());
         h.update(&[0xff]);
-        h.update(l.value.as_bytes());
+        h.update(value.as_bytes());
         h.update(&[0xfe]);
     }
     h.digest()
@@ -525,12 +527,13 @@ fn resolve_entry<S: SeriesSources>(
     let mut backoff = Duration::from_millis(200);
     let mut warned = false;
     let outcome = loop {
-        let outcome = runtime.block_on(resolver.resolve(&entry.labels));
+        let labels = entry.labels.to_labels();
+        let outcome = runtime.block_on(resolver.resolve(&labels));
         let transient = match &outcome {
             Err(err) => {
                 if !warned {
                     tracing::warn!(
-                        series = %display_labels(&entry.labels),
+                        series = %display_labels(&labels),
                         error = %err,
                         "looking up a series' target or metadata failed; reading pauses until Prometheus answers"
                     );
@@ -571,18 +574,15 @@ fn resolve_entry<S: SeriesSources>(
 /// Counts a series not exported for `reason` (once per series and reason) by reason and metric
 /// name, and logs it if it is one of the first few examples of the reason.
 fn count_dropped(stats: &Stats, reason: DropReason, entry: &SeriesEntry) {
-    let name = entry
-        .labels
-        .iter()
-        .find(|l| l.name == "__name__")
-        .map_or("", |l| l.value.as_str());
+    let name = entry.labels.get("__name__").unwrap_or("");
     stats.series_dropped_metric(reason, name);
-    stats.remember_dropped_example(reason, display_labels(&entry.labels));
+    let shown = display_labels(&entry.labels.to_labels());
+    stats.remember_dropped_example(reason, shown.clone());
     let n = stats.series_dropped_count(reason);
     if n <= EXAMPLES_PER_REASON {
         tracing::info!(
             reason = reason.as_str(),
-            series = %display_labels(&entry.labels),
+            series = %shown,
             example = n,
             retried = reason != DropReason::Filtered,
             "series not exported (only the first few examples per reason are logged)"

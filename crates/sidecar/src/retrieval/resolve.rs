@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use ahash::AHashMap;
 
 use prometheus_wal::Label;
 
@@ -88,6 +90,33 @@ pub struct Resolver<S> {
     use_gke_resource: bool,
     /// `metric_renames` from the config file: chosen metric name → name in the metric type.
     renames: HashMap<String, String>,
+    /// Live prototypes by identity hash: series that map to one Cloud Monitoring series (the
+    /// parts of a histogram, or a Prometheus series re-created under a new ref) share one.
+    prototypes: Mutex<Interned>,
+}
+
+/// The interning table, pruned of dead entries as it grows.
+#[derive(Default)]
+struct Interned {
+    by_hash: AHashMap<u64, Weak<SeriesPrototype>>,
+    prune_at: usize,
+}
+
+impl Interned {
+    fn intern(&mut self, prototype: SeriesPrototype) -> Arc<SeriesPrototype> {
+        if let Some(existing) = self.by_hash.get(&prototype.hash).and_then(Weak::upgrade)
+            && existing.encoded == prototype.encoded
+        {
+            return existing;
+        }
+        if self.by_hash.len() >= self.prune_at {
+            self.by_hash.retain(|_, w| w.strong_count() > 0);
+            self.prune_at = (self.by_hash.len() * 2).max(1024);
+        }
+        let shared = Arc::new(prototype);
+        self.by_hash.insert(shared.hash, Arc::downgrade(&shared));
+        shared
+    }
 }
 
 fn label<'a>(labels: &'a [Label], name: &str) -> &'a str {
@@ -105,6 +134,7 @@ impl<S: SeriesSources> Resolver<S> {
             metrics_prefix,
             use_gke_resource,
             renames: HashMap::new(),
+            prototypes: Mutex::new(Interned::default()),
         }
     }
 
@@ -182,8 +212,13 @@ impl<S: SeriesSources> Resolver<S> {
             &resource.labels,
             naming.kind,
         );
+        let prototype = self
+            .prototypes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .intern(prototype);
         Ok(Resolution::Resolved(ResolvedSeries {
-            prototype: Arc::new(prototype),
+            prototype,
             conversion,
             truncate: naming.truncate,
         }))
@@ -387,6 +422,27 @@ mod tests {
             Resolution::Dropped(DropReason::MetadataNotFound)
         );
         assert_eq!(*r.sources.asked.lock().unwrap(), ["y_sum_total", "y_sum"]);
+    }
+
+    #[test]
+    fn series_of_one_cloud_monitoring_series_share_one_prototype() {
+        let r = resolver(&[("h", MetricType::Histogram, UNSPECIFIED)]);
+        let bucket = resolved(resolve(&r, "h_bucket", &[("le", "0.5")]));
+        let count = resolved(resolve(&r, "h_count", &[]));
+        assert_eq!(bucket.prototype, count.prototype);
+        assert!(Arc::ptr_eq(&bucket.prototype, &count.prototype));
+        // So they share the ordering guard: a point the other part already covered is refused.
+        let mut converter = crate::retrieval::convert::Converter::default();
+        let mut counter = crate::retrieval::convert::CounterState::default();
+        let gauge = resolver(&[("g", MetricType::Gauge, UNSPECIFIED)]);
+        let a = resolved(resolve(&gauge, "g", &[]));
+        let b = resolved(resolve(&gauge, "g", &[]));
+        assert!(converter.convert(&a, &mut counter, 1000, 1.0).is_ok());
+        assert!(converter.convert(&b, &mut counter, 1000, 2.0).is_err());
+        // Once no series holds it, a prototype is made afresh.
+        drop((a, b, bucket, count));
+        let c = resolved(resolve(&gauge, "g", &[]));
+        assert_eq!(c.prototype.last_interval.get(), None);
     }
 
     #[test]
