@@ -45,7 +45,7 @@ pub struct Flags {
     pub retry_budget: std::time::Duration,
 
     /// Fewest shards sending in parallel (also the number at start). Each shard has one request
-    /// in flight; the count follows the measured send time and WAL backlog every 15 s.
+    /// in flight; the count follows the measured send time and WAL backlog every 5 s (first after 1 s).
     #[arg(long = "stackdriver.min-shards", value_name = "N", default_value_t = 1)]
     pub min_shards: usize,
 

@@ -19,8 +19,12 @@ use tokio_util::sync::CancellationToken;
 use super::router::Resharder;
 use crate::stats::Stats;
 
-/// How often the shard count is reconsidered (the original's period).
-pub const TICK: Duration = Duration::from_secs(15);
+/// How often the shard count is reconsidered. The original waited 15 s; a catch-up after an
+/// outage is often over by then, so the first decision comes after one second of measurements
+/// and later ones every 5 s (the smoothing keeps them from flapping).
+pub const TICK: Duration = Duration::from_secs(5);
+/// When the first decision is taken.
+pub const FIRST_TICK: Duration = Duration::from_secs(1);
 
 /// Weight of the newest interval in the smoothed rates (the original's).
 const ALPHA: f64 = 0.2;
@@ -186,14 +190,16 @@ pub async fn run(
         last: Reading::take(&stats),
         ..Controller::default()
     };
-    let mut interval = tokio::time::interval(tick);
-    interval.tick().await;
+    let mut wait = FIRST_TICK.min(tick);
+    let mut since = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = interval.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = cancel.cancelled() => return,
         }
-        let failed = controller.tick(Reading::take(&stats), tick);
+        wait = tick;
+        let elapsed = std::mem::replace(&mut since, tokio::time::Instant::now()).elapsed();
+        let failed = controller.tick(Reading::take(&stats), elapsed);
         if failed || resharder.busy() {
             continue;
         }

@@ -155,7 +155,7 @@ pub struct SeriesPrototype {
     /// Kind and value type of the points.
     pub kind: PointKind,
     /// `TimeSeries` fields 1–4 (metric, resource, metric_kind, value_type) as protobuf bytes.
-    pub encoded: Vec<u8>,
+    pub encoded: Box<[u8]>,
     /// The rule the metric type, metric labels or resource type break, if any: every point of
     /// such a series would be refused, so none is sent.
     pub invalid: Option<Invalid>,
@@ -206,7 +206,7 @@ impl SeriesPrototype {
             hash,
             metric_type,
             kind,
-            encoded,
+            encoded: encoded.into_boxed_slice(),
             invalid,
             last_interval: LastInterval::new(),
         }

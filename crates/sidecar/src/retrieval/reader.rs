@@ -64,6 +64,9 @@ pub struct ReaderProgress {
     pub start_after_ms: Option<i64>,
 }
 
+/// How often (in WAL records) the reader prunes the delivery tracker.
+const PRUNE_EVERY_RECORDS: u32 = 32;
+
 struct DeliveryState {
     progress: ReaderProgress,
     /// Tracked points pushed to each lane so far.
@@ -74,6 +77,8 @@ struct DeliveryState {
     in_touched: Vec<bool>,
     /// Per histogram restored from a previous run, the end time of its last delivered point.
     histogram_resume: AHashMap<u64, i64>,
+    /// Records announced since the tracker was last pruned.
+    records_since_prune: u32,
     /// Sample records skipped because a previous run delivered them.
     skipped_records: u64,
 }
@@ -103,6 +108,7 @@ impl<S: SeriesSources> Reader<S> {
                 touched: Vec::new(),
                 in_touched: vec![false; LANES],
                 histogram_resume: AHashMap::new(),
+                records_since_prune: 0,
                 skipped_records: 0,
             },
             cache: SeriesCache::default(),
@@ -484,6 +490,13 @@ impl DeliveryState {
         }
         self.progress.tracker.record_queued(position, &self.touched);
         self.touched.clear();
+        // Advancing the watermark also forgets what is delivered: doing it often keeps the
+        // tracker's memory to the records in flight rather than to those of a save interval.
+        self.records_since_prune += 1;
+        if self.records_since_prune >= PRUNE_EVERY_RECORDS {
+            self.records_since_prune = 0;
+            self.progress.tracker.watermark();
+        }
     }
 
     /// A series just resolved: give it its delivery state, continuing what a previous run saved.

@@ -125,8 +125,8 @@ pub struct SeriesEntry {
     pub segment: u64,
     /// Resolution state.
     pub state: SeriesState,
-    /// The aggregated counters the series feeds, if any.
-    pub tracker: Option<Tracker>,
+    /// The aggregated counters the series feeds, if any (boxed: few series have one).
+    pub tracker: Option<Box<Tracker>>,
     /// Delivery state once resolved, shared with the shard that sends the series' points.
     pub delivery: Option<std::sync::Arc<crate::progress::SeriesAck>>,
     /// Samples at or before this time (ms) were delivered by a previous run: not sent again.
@@ -200,7 +200,8 @@ impl SeriesCache {
         let tracker = self
             .aggregator
             .as_ref()
-            .and_then(|a| a.tracker_for(&labels));
+            .and_then(|a| a.tracker_for(&labels))
+            .map(Box::new);
         let state = if self.filter.matches(&labels) {
             SeriesState::New
         } else {
