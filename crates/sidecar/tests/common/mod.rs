@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_prometheus;
+
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -50,6 +52,31 @@ pub async fn wait_for(timeout: Duration, mut ready: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `GET path` on `address` (`host:port`) over plain HTTP/1.1: status code and body, `None` if
+/// nothing answers.
+pub fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// The value of the sample `name` (without labels) on the `/metrics` page at `address`.
+pub fn scrape_value(address: &str, name: &str) -> Option<f64> {
+    let (_, body) = http_get(address, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// A child process killed when dropped, with its output in a log file.
