@@ -88,8 +88,26 @@ pub struct Child {
 impl Child {
     /// Starts `program` with `args`, stdout and stderr going to `log`.
     pub fn spawn(program: &Path, args: &[&str], log: &Path) -> Child {
+        Child::spawn_with_env(program, args, &[], log)
+    }
+
+    /// Like [`Child::spawn`], with environment variables changed: `Some(value)` sets one,
+    /// `None` removes it.
+    pub fn spawn_with_env(
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, Option<&str>)],
+        log: &Path,
+    ) -> Child {
         let out = File::create(log).unwrap();
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
