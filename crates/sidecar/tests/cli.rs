@@ -1,7 +1,11 @@
 //! The command line as an operator meets it: help, version, and the exit status and message of
 //! every kind of bad invocation.
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::http_get;
 
 fn sidecar(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stackdriver-prometheus-sidecar"))
@@ -325,25 +329,6 @@ fn always_ready_prometheus() -> String {
         }
     });
     address
-}
-
-/// `GET path` on `address`: status code and body, `None` if nothing answers.
-fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::fake_prometheus::{self, now_ms, write_gauge_wal};
-use common::{Child, free_port, scrape_value, wait_for};
-use gcm_emulator::{Emulator, EmulatorConfig, Outage, RunningEmulator};
+use common::{Child, TestEmulator, free_port, scrape_value, start_emulator_with, wait_for};
+use gcm_emulator::{EmulatorConfig, Outage};
 use prometheus_wal::WalPosition;
 use stackdriver_prometheus_sidecar::progress::{self, LoadedProgress};
 
@@ -18,27 +18,17 @@ const SERIES: usize = 40;
 const ROUNDS: usize = 5;
 
 /// An emulator in this process with `config` (without its periodic log line).
-async fn emulator(config: EmulatorConfig) -> (Emulator, RunningEmulator) {
-    let emulator = Emulator::new(EmulatorConfig {
+async fn emulator(config: EmulatorConfig) -> TestEmulator {
+    start_emulator_with(EmulatorConfig {
         summary_interval: None,
         ..config
-    });
-    let running = emulator
-        .serve("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    (emulator, running)
+    })
+    .await
 }
 
 /// The sidecar reading `wal` (40 gauge series, 5 scrapes) described by `prometheus`, sending to
 /// `emulator`, its web server on `web`.
-fn sidecar(
-    dir: &Path,
-    wal: &Path,
-    prometheus: &str,
-    emulator: &RunningEmulator,
-    web: &str,
-) -> Child {
+fn sidecar(dir: &Path, wal: &Path, prometheus: &str, emulator: &TestEmulator, web: &str) -> Child {
     Child::spawn(
         Path::new(env!("CARGO_BIN_EXE_stackdriver-prometheus-sidecar")),
         &[
@@ -72,7 +62,7 @@ async fn second_signal_during_a_stuck_flush(second: &str) -> (Option<i32>, Durat
     let dir = tempfile::tempdir().unwrap();
     let wal = wal(dir.path());
     let prometheus = fake_prometheus::serve_api(&[METRIC]).await;
-    let (emulator, running) = emulator(EmulatorConfig {
+    let api = emulator(EmulatorConfig {
         outage: Some(Outage {
             after: Duration::ZERO,
             duration: Duration::from_secs(3600),
@@ -81,9 +71,9 @@ async fn second_signal_during_a_stuck_flush(second: &str) -> (Option<i32>, Durat
     })
     .await;
     let web = format!("127.0.0.1:{}", free_port());
-    let mut child = sidecar(dir.path(), &wal, &prometheus.uri(), &running, &web);
+    let mut child = sidecar(dir.path(), &wal, &prometheus.uri(), &api, &web);
     wait_for(Duration::from_secs(30), || {
-        emulator.store().stats().create_requests >= 2
+        api.emulator.store().stats().create_requests >= 2
     })
     .await;
 
@@ -101,7 +91,7 @@ async fn second_signal_during_a_stuck_flush(second: &str) -> (Option<i32>, Durat
         "{}",
         child.log_tail(30)
     );
-    assert_eq!(emulator.store().stats().points_accepted, 0);
+    assert_eq!(api.emulator.store().stats().points_accepted, 0);
 
     child.signal(second);
     let signalled = Instant::now();
@@ -135,13 +125,13 @@ async fn one_sigterm_sends_what_is_queued_saves_progress_and_exits_0() {
     let wal = wal(dir.path());
     let prometheus = fake_prometheus::serve_api(&[METRIC]).await;
     // A slow API keeps points queued when the signal comes.
-    let (emulator, running) = emulator(EmulatorConfig {
+    let api = emulator(EmulatorConfig {
         create_latency: Duration::from_millis(700),
         ..EmulatorConfig::default()
     })
     .await;
     let web = format!("127.0.0.1:{}", free_port());
-    let mut child = sidecar(dir.path(), &wal, &prometheus.uri(), &running, &web);
+    let mut child = sidecar(dir.path(), &wal, &prometheus.uri(), &api, &web);
     let total = (SERIES * ROUNDS) as u64;
     // The whole WAL is read (and queued) before the signal, so all of it must be sent.
     let samples = "prometheus_sidecar_samples_processed";
@@ -150,7 +140,7 @@ async fn one_sigterm_sends_what_is_queued_saves_progress_and_exits_0() {
     })
     .await;
     assert!(
-        emulator.store().stats().points_accepted < total,
+        api.emulator.store().stats().points_accepted < total,
         "points must still be queued when the signal comes"
     );
 
@@ -165,7 +155,7 @@ async fn one_sigterm_sends_what_is_queued_saves_progress_and_exits_0() {
     assert_eq!(status, Some(0), "{log}");
 
     // Everything read before the signal was sent before the exit: here, the whole WAL.
-    let stats = emulator.store().stats();
+    let stats = api.emulator.store().stats();
     assert_eq!(stats.points_accepted, total, "{log}");
     assert!(stats.rejected_by_reason.is_empty(), "{stats:?}");
     assert!(log.contains("progress saved"), "{log}");

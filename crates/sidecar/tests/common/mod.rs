@@ -176,7 +176,12 @@ pub struct TestEmulator {
 
 /// Starts the emulator in this process.
 pub async fn start_emulator() -> TestEmulator {
-    let emulator = gcm_emulator::Emulator::new(gcm_emulator::EmulatorConfig::default());
+    start_emulator_with(gcm_emulator::EmulatorConfig::default()).await
+}
+
+/// Starts the emulator in this process with `config`.
+pub async fn start_emulator_with(config: gcm_emulator::EmulatorConfig) -> TestEmulator {
+    let emulator = gcm_emulator::Emulator::new(config);
     let running = emulator
         .serve("127.0.0.1:0".parse().unwrap())
         .await
