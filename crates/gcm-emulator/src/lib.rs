@@ -119,17 +119,24 @@ impl Emulator {
         faults.extend(std::iter::repeat_n(status, count));
     }
 
+    /// The gRPC service alone, to be served by a server the caller builds (with TLS, or with
+    /// interceptors that look at each call's metadata). [`Emulator::serve`] is the usual way.
+    /// The outage window counts from this call.
+    pub fn service(&self) -> MetricServiceServer<impl gcm_api::MetricService + use<>> {
+        self.shared.injected.start();
+        MetricServiceServer::new(EmulatorService {
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
     /// Serves on `addr` (port 0 picks a free one) until the returned handle is shut down or
     /// dropped. Fails only if the address cannot be bound.
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<RunningEmulator> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        self.shared.injected.start();
         let (stop, stopped) = watch::channel(());
 
-        let service = MetricServiceServer::new(EmulatorService {
-            shared: Arc::clone(&self.shared),
-        });
+        let service = self.service();
         let mut server_stopped = stopped.clone();
         let server = tokio::spawn(
             tonic::transport::Server::builder()

@@ -89,8 +89,9 @@ struct ServeArgs {
     /// Seed of the random choices of injected faults.
     #[arg(long, default_value_t = 1)]
     fault_seed: u64,
-    /// Address of an HTTP server showing a plain-text summary of what the emulator holds
-    /// (`/`); not served when empty.
+    /// Address of an HTTP server showing a summary of what the emulator holds at `/`: plain
+    /// text, or an HTML table when the request accepts text/html (a browser); not served when
+    /// empty.
     #[arg(long, default_value = "")]
     http_address: String,
 }

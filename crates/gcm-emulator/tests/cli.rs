@@ -10,14 +10,6 @@ use gcm_api::monitoring::metric_service_client::MetricServiceClient;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gcm-emulator");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn bad_flags_exit_2_with_clap_message() {
     let out = Command::new(BIN).arg("--no-such-flag").output().unwrap();

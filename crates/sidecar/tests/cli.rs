@@ -1,7 +1,11 @@
 //! The command line as an operator meets it: help, version, and the exit status and message of
 //! every kind of bad invocation.
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::http_get;
 
 fn sidecar(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stackdriver-prometheus-sidecar"))
@@ -199,17 +203,76 @@ fn a_missing_credentials_file_exits_1_naming_the_problem() {
     let err = stderr(&out);
     assert!(err.contains("credentials"), "{err}");
     assert!(err.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{err}");
+    assert!(err.contains("/nonexistent/key.json"), "{err}");
+}
+
+/// Runs the sidecar with `GOOGLE_APPLICATION_CREDENTIALS` naming `name` in a fresh directory,
+/// made by `make`; checks that it exits 1 at start-up naming the file and saying `why`.
+fn bad_credentials_file_exits_1(name: &str, make: impl FnOnce(&std::path::Path), why: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join(name);
+    make(&key);
+    let started = std::time::Instant::now();
+    let out =
+        sidecar_with_credentials_env(&[("GOOGLE_APPLICATION_CREDENTIALS", key.to_str().unwrap())]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("credentials"), "{err}");
+    assert!(
+        err.contains(&format!("key file {}", key.display())),
+        "the file is named: {err}"
+    );
+    assert!(err.contains(why), "{why:?} missing from: {err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
 
 #[test]
 fn a_malformed_service_account_key_exits_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("key.json");
-    std::fs::write(&key, r#"{"type": "service_account", "client_email": "x"}"#).unwrap();
-    let out =
-        sidecar_with_credentials_env(&[("GOOGLE_APPLICATION_CREDENTIALS", key.to_str().unwrap())]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("credentials"), "{}", stderr(&out));
+    bad_credentials_file_exits_1(
+        "key.json",
+        |key| std::fs::write(key, r#"{"type": "service_account", "client_email": "x"}"#).unwrap(),
+        "private_key_id",
+    );
+}
+
+#[test]
+fn a_credentials_file_that_is_not_json_exits_1_naming_it() {
+    bad_credentials_file_exits_1(
+        "key.json",
+        |key| std::fs::write(key, "not json at all\n").unwrap(),
+        "cannot parse",
+    );
+}
+
+#[test]
+fn an_unreadable_credentials_file_exits_1_naming_it() {
+    // A directory: unreadable as a file even for root, who may read any file.
+    bad_credentials_file_exits_1(
+        "key.json",
+        |key| std::fs::create_dir(key).unwrap(),
+        "Is a directory",
+    );
+}
+
+#[test]
+fn a_service_account_key_without_a_usable_private_key_exits_1_naming_it() {
+    // Well-formed JSON whose key only fails when the first token is signed.
+    bad_credentials_file_exits_1(
+        "key.json",
+        |key| {
+            let file = serde_json::json!({
+                "type": "service_account",
+                "project_id": "p",
+                "private_key_id": "k1",
+                "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "client_email": "sidecar@p.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": "https://oauth2.googleapis.com/token"
+            });
+            std::fs::write(key, file.to_string()).unwrap();
+        },
+        "private key",
+    );
 }
 
 #[test]
@@ -284,25 +347,6 @@ fn always_ready_prometheus() -> String {
         }
     });
     address
-}
-
-/// `GET path` on `address`: status code and body, `None` if nothing answers.
-fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
 }
 
 #[test]

@@ -289,3 +289,95 @@ pub async fn refused_beside_a_good_one(
     );
     status
 }
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `gcm-emulator` binary serving gRPC on a free loopback port; killed when dropped.
+pub struct EmulatorProcess {
+    child: std::process::Child,
+    /// `127.0.0.1:<port>` of its gRPC server.
+    pub addr: String,
+    /// A client connected to it.
+    pub client: MetricServiceClient<Channel>,
+}
+
+impl EmulatorProcess {
+    /// Starts the binary with `args` (besides `--listen-address`) and waits until it answers.
+    pub async fn start(args: &[&str]) -> EmulatorProcess {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gcm-emulator"))
+            .args(["--listen-address", &addr, "--log.level", "error"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let channel = loop {
+            match endpoint.connect().await {
+                Ok(channel) => break channel,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("gcm-emulator {args:?} never listened on {addr}: {e}"),
+            }
+        };
+        EmulatorProcess {
+            child,
+            addr,
+            client: MetricServiceClient::new(channel),
+        }
+    }
+
+    /// Sends `series` in one `CreateTimeSeries` call.
+    pub async fn create(&mut self, series: Vec<TimeSeries>) -> Result<(), Status> {
+        self.client
+            .create_time_series(request(series))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// The series of `metric_type` it holds, read back through `ListTimeSeries`.
+    pub async fn list(&mut self, metric_type: &str) -> Vec<TimeSeries> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        self.client
+            .list_time_series(gcm_api::monitoring::ListTimeSeriesRequest {
+                name: format!("projects/{PROJECT}"),
+                filter: format!("metric.type = \"{metric_type}\""),
+                interval: Some(TimeInterval {
+                    start_time: Some(Timestamp {
+                        seconds: now - 86_400,
+                        nanos: 0,
+                    }),
+                    end_time: Some(Timestamp {
+                        seconds: now + 3600,
+                        nanos: 0,
+                    }),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .time_series
+    }
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

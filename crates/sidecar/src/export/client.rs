@@ -1,9 +1,10 @@
 //! The `CreateTimeSeries` client: one gRPC channel, requests sent as pre-assembled bytes.
 //!
 //! Owns the connection to the Monitoring API (plaintext for `?auth=false`, otherwise TLS with the
-//! system's and the bundled roots and Google credentials with the `monitoring.write` scope), the
-//! per-call timeout, and the classification of answers into "retry" and "give up". It must never
-//! batch, reorder or drop points itself: that is the shards' job.
+//! system's roots, or those of `SSL_CERT_FILE`/`SSL_CERT_DIR`, and the bundled ones, and Google
+//! credentials with the `monitoring.write` scope), the per-call timeout, and the classification
+//! of answers into "retry" and "give up". It must never batch, reorder or drop points itself:
+//! that is the shards' job.
 
 use std::time::Duration;
 
@@ -180,7 +181,13 @@ impl GrpcSink {
             let credentials = CredentialsBuilder::default()
                 .with_scopes([MONITORING_WRITE_SCOPE])
                 .build()
-                .map_err(|e| format!("loading Google credentials: {e}"))?;
+                .map_err(|e| {
+                    format!(
+                        "loading Google credentials from {}: {}",
+                        credentials_source(),
+                        with_sources(&e)
+                    )
+                })?;
             Some(credentials)
         } else {
             None
@@ -200,7 +207,7 @@ impl GrpcSink {
         }
         match tokio::time::timeout(timeout, self.auth_headers()).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(err.message),
+            Ok(Err(err)) => Err(format!("{}: {}", credentials_source(), err.message)),
             Err(_) => Err(format!(
                 "no access token after {timeout:?} (is the metadata server reachable?)"
             )),
@@ -221,11 +228,39 @@ impl GrpcSink {
             )),
             Err(err) => Err(SendError::local(
                 Code::Unauthenticated,
-                format!("obtaining an access token: {err}"),
+                format!("obtaining an access token: {}", with_sources(&err)),
                 err.is_transient(),
             )),
         }
     }
+}
+
+/// Where Application Default Credentials come from, for error messages: the key file named by
+/// `GOOGLE_APPLICATION_CREDENTIALS` when it is set, so that a bad file is named.
+fn credentials_source() -> String {
+    match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
+        Some(path) if !path.is_empty() => format!(
+            "the key file {} (GOOGLE_APPLICATION_CREDENTIALS)",
+            std::path::Path::new(&path).display()
+        ),
+        _ => "Application Default Credentials".to_string(),
+    }
+}
+
+/// `err` followed by its causes: the credentials library keeps the useful part (which field,
+/// which key) in the source chain.
+fn with_sources(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 /// rustls needs a process-wide crypto provider before the first TLS connection (tonic's and the

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_prometheus;
+
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -52,6 +54,31 @@ pub async fn wait_for(timeout: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// `GET path` on `address` (`host:port`) over plain HTTP/1.1: status code and body, `None` if
+/// nothing answers.
+pub fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// The value of the sample `name` (without labels) on the `/metrics` page at `address`.
+pub fn scrape_value(address: &str, name: &str) -> Option<f64> {
+    let (_, body) = http_get(address, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// A child process killed when dropped, with its output in a log file.
 pub struct Child {
     child: std::process::Child,
@@ -61,8 +88,26 @@ pub struct Child {
 impl Child {
     /// Starts `program` with `args`, stdout and stderr going to `log`.
     pub fn spawn(program: &Path, args: &[&str], log: &Path) -> Child {
+        Child::spawn_with_env(program, args, &[], log)
+    }
+
+    /// Like [`Child::spawn`], with environment variables changed: `Some(value)` sets one,
+    /// `None` removes it.
+    pub fn spawn_with_env(
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, Option<&str>)],
+        log: &Path,
+    ) -> Child {
         let out = File::create(log).unwrap();
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -131,7 +176,12 @@ pub struct TestEmulator {
 
 /// Starts the emulator in this process.
 pub async fn start_emulator() -> TestEmulator {
-    let emulator = gcm_emulator::Emulator::new(gcm_emulator::EmulatorConfig::default());
+    start_emulator_with(gcm_emulator::EmulatorConfig::default()).await
+}
+
+/// Starts the emulator in this process with `config`.
+pub async fn start_emulator_with(config: gcm_emulator::EmulatorConfig) -> TestEmulator {
+    let emulator = gcm_emulator::Emulator::new(config);
     let running = emulator
         .serve("127.0.0.1:0".parse().unwrap())
         .await
