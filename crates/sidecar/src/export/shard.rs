@@ -72,6 +72,9 @@ pub struct RetryPolicy {
     pub budget: Duration,
 }
 
+/// Least time between two warnings about retried requests, per shard.
+const RETRY_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 /// Default of `--stackdriver.retry-budget`: long enough to ride out a short outage of the API
 /// without losing points, short enough that a shard is never stuck for long.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(300);
@@ -150,6 +153,7 @@ pub(super) fn spawn_shard<S: TimeSeriesSink>(
         tracker: parts.tracker.clone(),
         last_mark: None,
         jitter: Jitter::new(index),
+        last_retry_warning: None,
     };
     (tx, runtime.spawn(shard.run()))
 }
@@ -205,6 +209,8 @@ struct Shard<S> {
     /// Identity of the last tracked point of the current batch.
     last_mark: Option<Mark>,
     jitter: Jitter,
+    /// When a failed attempt was last logged at warning level.
+    last_retry_warning: Option<Instant>,
 }
 
 impl<S: TimeSeriesSink> Shard<S> {
@@ -359,7 +365,25 @@ impl<S: TimeSeriesSink> Shard<S> {
                     let wait = self.jitter.spread(backoff);
                     if started.elapsed() + wait <= self.config.retry.budget {
                         self.stats.send_retried();
-                        tracing::debug!(shard = self.index, error = %err, wait = ?wait, "retrying request");
+                        // Visible at the default level, at most once a minute per shard: a
+                        // backend that keeps failing (TLS, credentials, outage) is noticed long
+                        // before the retry budget runs out.
+                        let now = Instant::now();
+                        if self
+                            .last_retry_warning
+                            .is_none_or(|at| now.duration_since(at) >= RETRY_WARNING_EVERY)
+                        {
+                            self.last_retry_warning = Some(now);
+                            tracing::warn!(
+                                shard = self.index,
+                                code = ?err.code,
+                                error = %err.message,
+                                points,
+                                "sending failed; retrying (logged at most once a minute per shard)"
+                            );
+                        } else {
+                            tracing::debug!(shard = self.index, error = %err, wait = ?wait, "retrying request");
+                        }
                         tokio::time::sleep(wait).await;
                         backoff = (backoff * 2).min(self.config.retry.max_backoff);
                         continue;
