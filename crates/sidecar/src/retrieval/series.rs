@@ -173,10 +173,28 @@ impl SeriesEntry {
     }
 }
 
+/// Refs per page of the cache.
+const PAGE_BITS: u32 = 8;
+const PAGE_LEN: usize = 1 << PAGE_BITS;
+
+/// Entries for `PAGE_LEN` consecutive refs.
+#[derive(Debug)]
+struct Page {
+    slots: Box<[Option<SeriesEntry>]>,
+    live: usize,
+}
+
 /// All series by WAL ref.
+///
+/// Prometheus numbers series consecutively and a scrape writes its samples in the order its
+/// series were created, so entries are stored in pages of consecutive refs: a sample record's
+/// lookups walk memory in order (the hardware prefetches), the small page table stays in cache,
+/// and there is no per-entry hashing or load-factor slack. A page is freed when its last series
+/// is removed.
 #[derive(Debug, Default)]
 pub struct SeriesCache {
-    entries: AHashMap<u64, SeriesEntry>,
+    pages: AHashMap<u64, Page>,
+    live: usize,
     /// Which series are exported; everything by default.
     filter: SeriesFilter,
     /// Aggregated counters, if configured.
@@ -209,45 +227,62 @@ impl SeriesCache {
             labels.retain(|l| l.name == "__name__");
             SeriesState::Filtered { counted: false }
         };
-        self.entries.insert(
-            series_ref,
-            SeriesEntry {
-                labels: CompactLabels::new(&labels),
-                segment,
-                state,
-                tracker,
-                delivery: None,
-                resume_after_t: i64::MIN,
-            },
-        );
+        let page = self
+            .pages
+            .entry(series_ref >> PAGE_BITS)
+            .or_insert_with(|| Page {
+                slots: (0..PAGE_LEN).map(|_| None).collect(),
+                live: 0,
+            });
+        let slot = &mut page.slots[(series_ref as usize) & (PAGE_LEN - 1)];
+        if slot.is_none() {
+            page.live += 1;
+            self.live += 1;
+        }
+        *slot = Some(SeriesEntry {
+            labels: CompactLabels::new(&labels),
+            segment,
+            state,
+            tracker,
+            delivery: None,
+            resume_after_t: i64::MIN,
+        });
     }
 
     /// Keeps the entries for which `keep` holds; returns the refs removed.
     pub fn retain(&mut self, mut keep: impl FnMut(u64, &SeriesEntry) -> bool) -> Vec<u64> {
         let mut removed = Vec::new();
-        self.entries.retain(|r, e| {
-            let k = keep(*r, e);
-            if !k {
-                removed.push(*r);
+        self.pages.retain(|page_no, page| {
+            for (i, slot) in page.slots.iter_mut().enumerate() {
+                let series_ref = (page_no << PAGE_BITS) | i as u64;
+                if slot.as_ref().is_some_and(|e| !keep(series_ref, e)) {
+                    *slot = None;
+                    page.live -= 1;
+                    removed.push(series_ref);
+                }
             }
-            k
+            page.live > 0
         });
+        self.live -= removed.len();
         removed
     }
 
     /// The entry for a ref.
     pub fn get_mut(&mut self, series_ref: u64) -> Option<&mut SeriesEntry> {
-        self.entries.get_mut(&series_ref)
+        self.pages
+            .get_mut(&(series_ref >> PAGE_BITS))?
+            .slots[(series_ref as usize) & (PAGE_LEN - 1)]
+            .as_mut()
     }
 
     /// Number of series.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.live
     }
 
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.live == 0
     }
 }
 
@@ -339,6 +374,28 @@ mod tests {
         assert_eq!(c.get("missing"), None);
         assert_eq!(c.heap_bytes(), 6 * 4 + 8 + 2 + 5 + 3 + 5);
         assert!(CompactLabels::new(&[]).is_empty());
+    }
+
+    #[test]
+    fn pages_hold_any_ref_and_are_freed_when_empty() {
+        let mut cache = SeriesCache::default();
+        let refs = [0, 1, 255, 256, 1 << 40, u64::MAX];
+        for r in refs {
+            cache.insert(r, labels(&[("__name__", "m")]), r % 7);
+        }
+        assert_eq!(cache.len(), refs.len());
+        for r in refs {
+            assert_eq!(cache.get_mut(r).unwrap().segment, r % 7, "ref {r}");
+        }
+        assert!(cache.get_mut(2).is_none());
+        assert!(cache.get_mut(257).is_none());
+        let mut removed = cache.retain(|r, _| r == 1 || r == u64::MAX);
+        removed.sort();
+        assert_eq!(removed, [0, 255, 256, 1 << 40]);
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.pages.len(), 2, "empty pages are freed");
+        assert!(cache.get_mut(256).is_none());
+        assert!(cache.get_mut(1).is_some());
     }
 
     #[test]
