@@ -5,6 +5,7 @@ pub mod config;
 pub mod export;
 pub mod metadata;
 pub mod observe;
+pub mod prefetch;
 pub mod progress;
 pub mod promapi;
 pub mod retrieval;

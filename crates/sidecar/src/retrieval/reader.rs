@@ -64,6 +64,9 @@ pub struct ReaderProgress {
     pub start_after_ms: Option<i64>,
 }
 
+/// How many samples ahead the reader asks the CPU to load series prototypes.
+const PREFETCH_AHEAD: usize = 8;
+
 /// How often (in WAL records) the reader prunes the delivery tracker.
 const PRUNE_EVERY_RECORDS: u32 = 32;
 
@@ -226,6 +229,9 @@ impl<S: SeriesSources> Reader<S> {
         let mut now = Instant::now();
         let mut newest = None;
         for (index, sample) in samples.iter().enumerate() {
+            if let Some(ahead) = samples.get(index + PREFETCH_AHEAD) {
+                self.cache.prefetch(ahead.series_ref);
+            }
             if sample.v.is_nan() {
                 // Stale markers and NaN values have no Cloud Monitoring representation.
                 self.stats.samples_nan.fetch_add(1, Relaxed);

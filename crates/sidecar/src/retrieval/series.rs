@@ -269,10 +269,29 @@ impl SeriesCache {
 
     /// The entry for a ref.
     pub fn get_mut(&mut self, series_ref: u64) -> Option<&mut SeriesEntry> {
-        self.pages
-            .get_mut(&(series_ref >> PAGE_BITS))?
-            .slots[(series_ref as usize) & (PAGE_LEN - 1)]
+        self.pages.get_mut(&(series_ref >> PAGE_BITS))?.slots
+            [(series_ref as usize) & (PAGE_LEN - 1)]
             .as_mut()
+    }
+
+    /// Asks the CPU to start loading what converting a sample of `series_ref` will read (the
+    /// series' prototype, a separate allocation), so that the load overlaps with the samples
+    /// before it. Only a hint: does nothing where it is not supported.
+    pub fn prefetch(&self, series_ref: u64) {
+        let Some(Some(entry)) = self
+            .pages
+            .get(&(series_ref >> PAGE_BITS))
+            .map(|p| &p.slots[(series_ref as usize) & (PAGE_LEN - 1)])
+        else {
+            return;
+        };
+        if let SeriesState::Resolved { series, .. } = &entry.state {
+            crate::prefetch::prefetch(Arc::as_ptr(&series.prototype));
+        }
+        // Its delivery state is shared with the shard that sends it, which last wrote it.
+        if let Some(ack) = &entry.delivery {
+            crate::prefetch::prefetch(Arc::as_ptr(ack));
+        }
     }
 
     /// Number of series.
