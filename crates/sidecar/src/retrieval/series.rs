@@ -131,9 +131,18 @@ impl SeriesCache {
         self.aggregator = Some(aggregator);
     }
 
-    /// Stores a series record. A ref seen again (a new series record for it) starts afresh, as
-    /// the original does: its labels may have been re-created after Prometheus restarted.
+    /// Stores a series record. A resolved series whose record is read again with the same labels
+    /// (a checkpoint read again after a truncation) keeps its resolution, counter baseline and
+    /// delivery state. Otherwise a ref seen again starts afresh, as the original does: its labels
+    /// may have been re-created after Prometheus restarted.
     pub fn insert(&mut self, series_ref: u64, mut labels: Labels, segment: u64) {
+        if let Some(known) = self.entries.get_mut(&series_ref)
+            && matches!(known.state, SeriesState::Resolved { .. })
+            && known.labels == labels
+        {
+            known.segment = segment;
+            return;
+        }
         let tracker = self
             .aggregator
             .as_ref()
@@ -263,6 +272,48 @@ mod tests {
         assert!(e.tracker.is_some());
         assert!(matches!(e.state, SeriesState::Filtered { .. }));
         assert!(cache.get_mut(2).unwrap().tracker.is_none());
+    }
+
+    #[test]
+    fn a_series_record_read_again_keeps_a_resolved_series() {
+        // A checkpoint read again after a truncation repeats the series records of series
+        // already known: their counter baselines and delivery state must survive it.
+        let mut cache = SeriesCache::default();
+        let up = labels(&[("__name__", "up"), ("job", "node")]);
+        cache.insert(1, up.clone(), 2);
+        let mut counter = CounterState::default();
+        assert_eq!(
+            counter.adjust(1000, 5.0),
+            Err(crate::retrieval::convert::Skipped::Baseline)
+        );
+        cache.get_mut(1).unwrap().state = SeriesState::Resolved {
+            series: crate::retrieval::resolve::ResolvedSeries {
+                prototype: Arc::new(crate::export::SeriesPrototype::new(
+                    "t/up".into(),
+                    &[],
+                    "generic_task",
+                    &[],
+                    crate::export::PointKind::CumulativeDouble,
+                )),
+                conversion: crate::retrieval::resolve::Conversion::Cumulative,
+                truncate: false,
+            },
+            counter,
+        };
+        cache.insert(1, up.clone(), 7);
+        let e = cache.get_mut(1).unwrap();
+        assert_eq!(e.segment, 7);
+        let SeriesState::Resolved { counter, .. } = &e.state else {
+            panic!("resolution lost: {:?}", e.state);
+        };
+        assert_eq!(*counter, {
+            let mut c = CounterState::default();
+            let _ = c.adjust(1000, 5.0);
+            c
+        });
+        // Other labels under the same ref: a different series, starting afresh.
+        cache.insert(1, labels(&[("__name__", "up"), ("job", "other")]), 8);
+        assert!(matches!(cache.get_mut(1).unwrap().state, SeriesState::New));
     }
 
     #[test]
