@@ -9,14 +9,16 @@
 //! with a warning. Corrupt bytes are skipped with a warning naming segment and offset. When the
 //! next segment is gone (Prometheus truncated the WAL while this reader was behind), it goes on
 //! from the newest checkpoint and the first segment still present, counting what was skipped,
-//! instead of failing.
+//! instead of failing. The same gap found at start-up (the caller's saved position is in a
+//! segment that was deleted while it was not running, see [`Follower::resume_from`]) is counted
+//! the same way.
 //!
 //! It owns the order in which files are read and the waiting. It never decodes record payloads
 //! and never sleeps longer than one poll interval without checking the stop flag.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::dir::{CheckpointDir, SegmentFile, list_segments, newest_checkpoint};
@@ -33,6 +35,9 @@ pub struct FollowOptions {
     /// Set to make [`Follower::next_record`] return `Ok(None)` (checked before every record and
     /// every poll).
     pub stop: Arc<AtomicBool>,
+    /// Where the follower counts what it skipped or recovered from; share it to read the counts
+    /// from another thread (self-metrics) while the follower runs.
+    pub counters: Arc<FollowCounters>,
 }
 
 impl Default for FollowOptions {
@@ -40,6 +45,7 @@ impl Default for FollowOptions {
         FollowOptions {
             poll_interval: Duration::from_millis(100),
             stop: Arc::new(AtomicBool::new(false)),
+            counters: Arc::default(),
         }
     }
 }
@@ -66,7 +72,8 @@ impl WalRecord<'_> {
     }
 }
 
-/// What a [`Follower`] has skipped or recovered from, for self-metrics.
+/// What a [`Follower`] has skipped or recovered from, for self-metrics (a snapshot of its
+/// [`FollowCounters`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FollowStats {
     /// Records returned.
@@ -79,10 +86,51 @@ pub struct FollowStats {
     pub torn_tails: u64,
     /// Bytes of those incomplete records.
     pub torn_tail_bytes: u64,
-    /// Times the next segment was gone and reading went on from a checkpoint or a later segment.
+    /// Times the next segment was gone and reading went on from a checkpoint or a later segment,
+    /// including once at start-up when the [resume position](Follower::resume_from) is in a
+    /// deleted segment.
     pub truncation_restarts: u64,
-    /// Segments never read because they were deleted before this follower reached them.
+    /// Segments never read (or, for the one holding the resume position, not read to the end)
+    /// because they were deleted before this follower reached them.
     pub segments_skipped: u64,
+}
+
+/// The live counts behind [`FollowStats`], updated by the follower and readable from any thread.
+#[derive(Debug, Default)]
+pub struct FollowCounters {
+    records: AtomicU64,
+    checkpoints_read: AtomicU64,
+    corruptions_skipped: AtomicU64,
+    torn_tails: AtomicU64,
+    torn_tail_bytes: AtomicU64,
+    truncation_restarts: AtomicU64,
+    segments_skipped: AtomicU64,
+}
+
+impl FollowCounters {
+    /// The counts now.
+    pub fn snapshot(&self) -> FollowStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        FollowStats {
+            records: get(&self.records),
+            checkpoints_read: get(&self.checkpoints_read),
+            corruptions_skipped: get(&self.corruptions_skipped),
+            torn_tails: get(&self.torn_tails),
+            torn_tail_bytes: get(&self.torn_tail_bytes),
+            truncation_restarts: get(&self.truncation_restarts),
+            segments_skipped: get(&self.segments_skipped),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One recovery from deleted segments, `skipped` of which were not (fully) read.
+    fn truncation(&self, skipped: u64) {
+        FollowCounters::add(&self.truncation_restarts, 1);
+        FollowCounters::add(&self.segments_skipped, skipped);
+    }
 }
 
 /// Which file is being read.
@@ -111,8 +159,9 @@ pub struct Follower {
     reader: Option<SegmentReader>,
     /// Highest checkpoint index read, so a truncation does not re-read the same one.
     checkpoint_read: Option<u64>,
+    /// Where the caller's previous run stopped, until the first segment is opened.
+    resume: Option<WalPosition>,
     position: WalPosition,
-    stats: FollowStats,
     /// Runs between an end-of-file and the directory listing: the race window under test.
     #[cfg(test)]
     before_listing: Option<Box<dyn FnMut() + Send>>,
@@ -139,8 +188,8 @@ impl Follower {
             state: State::Done,
             reader: None,
             checkpoint_read: None,
+            resume: None,
             position: WalPosition::default(),
-            stats: FollowStats::default(),
             #[cfg(test)]
             before_listing: None,
         };
@@ -170,7 +219,17 @@ impl Follower {
 
     /// Counts of what was skipped or recovered from so far.
     pub fn stats(&self) -> FollowStats {
-        self.stats
+        self.opts.counters.snapshot()
+    }
+
+    /// Tells the follower where a previous run of the caller stopped: everything up to
+    /// `position` was handled then. Reading still starts at the newest checkpoint (its series are
+    /// needed), but when the segment holding `position`, or later ones, were deleted while the
+    /// caller was not running, the gap is logged and counted like a truncation met while
+    /// following. Call before the first [`next_record`](Self::next_record); the default position
+    /// (a first start) checks nothing.
+    pub fn resume_from(&mut self, position: WalPosition) {
+        self.resume = (position != WalPosition::default()).then_some(position);
     }
 
     /// Blocks until the next record is available and returns it; `Ok(None)` once `stop` is set
@@ -189,7 +248,7 @@ impl Follower {
                 break source;
             }
         };
-        self.stats.records += 1;
+        FollowCounters::add(&self.opts.counters.records, 1);
         // Invariant: `step` only returns a source right after `advance` found a record in
         // `self.reader`, so the empty fallback is never used.
         let data = self.reader.as_ref().map_or(&[][..], SegmentReader::record);
@@ -342,20 +401,28 @@ impl Follower {
                 && cp.index >= want
                 && self.checkpoint_read.is_none_or(|read| cp.index > read)
             {
-                let skipped = cp.index - want + 1;
-                tracing::warn!(
-                    wal = %self.dir.display(),
-                    missing_segment = want,
-                    checkpoint = cp.index,
-                    skipped_segments = skipped,
-                    "next WAL segment was deleted before it was read (reader fell behind a truncation); \
-                     continuing from the newest checkpoint, samples in the skipped segments are lost"
-                );
-                self.stats.truncation_restarts += 1;
-                self.stats.segments_skipped += skipped;
+                // At start-up, what was lost starts at the resume position: the segments before
+                // it were handled by the previous run.
+                let from = self.resume.take().map_or(want, |r| r.segment);
+                let skipped = (cp.index + 1).saturating_sub(from);
+                if skipped > 0 {
+                    tracing::warn!(
+                        wal = %self.dir.display(),
+                        missing_segment = want,
+                        checkpoint = cp.index,
+                        skipped_segments = skipped,
+                        "next WAL segment was deleted before it was read (reader fell behind a \
+                         truncation); continuing from the newest checkpoint, samples of the skipped \
+                         segments that it did not keep are lost"
+                    );
+                    self.opts.counters.truncation(skipped);
+                }
                 return self.begin_checkpoint(cp);
             }
-            if let Some(s) = found {
+            // At start-up, `check_resume_gap` counts what is missing from the resume position on.
+            if let Some(s) = found
+                && self.resume.is_none()
+            {
                 let skipped = s.index - want;
                 tracing::warn!(
                     wal = %self.dir.display(),
@@ -364,8 +431,7 @@ impl Follower {
                     skipped_segments = skipped,
                     "WAL segments are missing; continuing with the next one present"
                 );
-                self.stats.truncation_restarts += 1;
-                self.stats.segments_skipped += skipped;
+                self.opts.counters.truncation(skipped);
             }
         }
         let Some(seg) = found else {
@@ -376,6 +442,7 @@ impl Follower {
             }
             return Ok(());
         };
+        self.check_resume_gap(seg.index);
         match SegmentReader::open(&seg.path) {
             Ok(r) => {
                 tracing::debug!(segment = %seg.path.display(), "reading WAL segment");
@@ -397,6 +464,30 @@ impl Follower {
         Ok(())
     }
 
+    /// At the first segment opened, `first`, counts and logs the segments deleted since the
+    /// previous run: when `first` comes after the segment of the resume position, that segment's
+    /// unread rest and every segment up to `first` were deleted unread.
+    fn check_resume_gap(&mut self, first: u64) {
+        let Some(resume) = self.resume.take() else {
+            return;
+        };
+        if first <= resume.segment {
+            return;
+        }
+        let skipped = first - resume.segment;
+        tracing::warn!(
+            wal = %self.dir.display(),
+            resume_position = %resume,
+            first_segment = first,
+            checkpoint = ?self.checkpoint_read,
+            skipped_segments = skipped,
+            "WAL segments after the position reached before the restart were deleted while not \
+             running (Prometheus truncated its WAL); continuing from the newest checkpoint and the \
+             first segment left, samples of the deleted segments that it did not keep are lost"
+        );
+        self.opts.counters.truncation(skipped);
+    }
+
     fn begin_checkpoint(&mut self, cp: CheckpointDir) -> Result<(), WalError> {
         let files = match list_segments(&cp.path) {
             Ok(files) => files,
@@ -412,7 +503,7 @@ impl Follower {
         tracing::debug!(checkpoint = %cp.path.display(), files = files.len(), "reading WAL checkpoint");
         self.reader = None;
         self.checkpoint_read = Some(cp.index);
-        self.stats.checkpoints_read += 1;
+        FollowCounters::add(&self.opts.counters.checkpoints_read, 1);
         self.state = State::Checkpoint {
             index: cp.index,
             files,
@@ -432,15 +523,15 @@ impl Follower {
                     bytes = torn,
                     "skipping incomplete record at the end of a WAL segment (torn tail)"
                 );
-                self.stats.torn_tails += 1;
-                self.stats.torn_tail_bytes += torn;
+                FollowCounters::add(&self.opts.counters.torn_tails, 1);
+                FollowCounters::add(&self.opts.counters.torn_tail_bytes, torn);
             }
         }
     }
 
     fn skip_corruption(&mut self, e: &WalError) {
         tracing::warn!(error = %e, "skipping corrupt WAL data");
-        self.stats.corruptions_skipped += 1;
+        FollowCounters::add(&self.opts.counters.corruptions_skipped, 1);
     }
 }
 

@@ -8,7 +8,7 @@ use crate::writer::SegmentWriter;
 fn opts() -> FollowOptions {
     FollowOptions {
         poll_interval: Duration::from_millis(5),
-        stop: Arc::new(AtomicBool::new(false)),
+        ..FollowOptions::default()
     }
 }
 
@@ -137,4 +137,149 @@ fn recreated_wal_is_reported() {
         ),
         "{err}"
     );
+}
+
+/// A segment file holding one uncompressed record per item of `records`.
+fn write_segment(path: &Path, records: &[&[u8]]) {
+    let mut w = SegmentWriter::new(Vec::new(), Codec::None);
+    for r in records {
+        w.log(r).unwrap();
+    }
+    fs::write(path, w.into_inner()).unwrap();
+}
+
+/// `checkpoint.00000005` (one record, "cp") and segments 6 and 7, as Prometheus leaves a WAL
+/// after truncating segments up to 5.
+fn truncated_wal() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let cp = tmp.path().join("checkpoint.00000005");
+    fs::create_dir(&cp).unwrap();
+    write_segment(&cp.join("00000000"), &[b"cp"]);
+    write_segment(&tmp.path().join("00000006"), &[b"six"]);
+    write_segment(&tmp.path().join("00000007"), &[b"seven"]);
+    tmp
+}
+
+fn read_to_end(f: &mut Follower) -> Vec<(RecordSource, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some(r) = f.next_record().unwrap() {
+        out.push((r.source, r.data.to_vec()));
+    }
+    out
+}
+
+#[test]
+fn a_resume_position_in_a_deleted_segment_is_counted_as_skipped() {
+    let tmp = truncated_wal();
+    let o = opts();
+    let counters = o.counters.clone();
+    let mut f = Follower::start(tmp.path(), o, false).unwrap();
+    // The previous run stopped inside segment 4; 4 and 5 were truncated since.
+    f.resume_from(WalPosition {
+        segment: 4,
+        offset: 100,
+    });
+    let got = read_to_end(&mut f);
+    assert_eq!(
+        got,
+        vec![
+            (RecordSource::Checkpoint(5), b"cp".to_vec()),
+            (RecordSource::Segment(6), b"six".to_vec()),
+            (RecordSource::Segment(7), b"seven".to_vec()),
+        ]
+    );
+    let stats = f.stats();
+    assert_eq!(
+        (stats.truncation_restarts, stats.segments_skipped),
+        (1, 2),
+        "the rest of 4, and 5"
+    );
+    assert_eq!(counters.snapshot(), stats, "shared counters see the same");
+}
+
+#[test]
+fn a_resume_position_still_on_disk_skips_nothing() {
+    for segment in [6, 7] {
+        let tmp = truncated_wal();
+        let mut f = Follower::start(tmp.path(), opts(), false).unwrap();
+        f.resume_from(WalPosition { segment, offset: 8 });
+        assert_eq!(read_to_end(&mut f).len(), 3);
+        assert_eq!(
+            f.stats().truncation_restarts,
+            0,
+            "resume in segment {segment}"
+        );
+        assert_eq!(f.stats().segments_skipped, 0);
+    }
+    // Everything up to checkpoint 5 handled: segment 6 is the next to read, and it is there.
+    let tmp = truncated_wal();
+    let mut f = Follower::start(tmp.path(), opts(), false).unwrap();
+    f.resume_from(WalPosition::after_checkpoint(5));
+    assert_eq!(read_to_end(&mut f).len(), 3);
+    assert_eq!(f.stats().segments_skipped, 0);
+}
+
+#[test]
+fn a_resume_gap_and_a_missing_first_segment_are_counted_once() {
+    let tmp = truncated_wal();
+    fs::remove_file(tmp.path().join("00000006")).unwrap();
+    let mut f = Follower::start(tmp.path(), opts(), false).unwrap();
+    f.resume_from(WalPosition {
+        segment: 5,
+        offset: 0,
+    });
+    let got = read_to_end(&mut f);
+    assert_eq!(got.len(), 2, "{got:?}");
+    let stats = f.stats();
+    assert_eq!(
+        (stats.truncation_restarts, stats.segments_skipped),
+        (1, 2),
+        "segments 5 and 6"
+    );
+}
+
+#[test]
+fn a_checkpoint_written_during_start_up_counts_from_the_resume_position() {
+    let tmp = truncated_wal();
+    let mut f = Follower::start(tmp.path(), opts(), false).unwrap();
+    f.resume_from(WalPosition {
+        segment: 3,
+        offset: 10,
+    });
+    // Prometheus truncates again right after the follower listed the directory: checkpoint 6
+    // replaces 5 and segment 6 is deleted before it is opened.
+    assert_eq!(f.next_record().unwrap().unwrap().data, b"cp");
+    let cp6 = tmp.path().join("checkpoint.00000006");
+    fs::create_dir(&cp6).unwrap();
+    write_segment(&cp6.join("00000000"), &[b"cp6"]);
+    fs::remove_file(tmp.path().join("00000006")).unwrap();
+    let got = read_to_end(&mut f);
+    assert_eq!(
+        got,
+        vec![
+            (RecordSource::Checkpoint(6), b"cp6".to_vec()),
+            (RecordSource::Segment(7), b"seven".to_vec()),
+        ]
+    );
+    let stats = f.stats();
+    assert_eq!(
+        (stats.truncation_restarts, stats.segments_skipped),
+        (1, 4),
+        "the rest of 3, and 4 to 6"
+    );
+}
+
+#[test]
+fn segments_deleted_below_the_resume_position_are_not_counted() {
+    let tmp = truncated_wal();
+    // Segment 6 is gone, but the previous run had handled it: it stopped in segment 7.
+    fs::remove_file(tmp.path().join("00000006")).unwrap();
+    let mut f = Follower::start(tmp.path(), opts(), false).unwrap();
+    f.resume_from(WalPosition {
+        segment: 7,
+        offset: 3,
+    });
+    assert_eq!(read_to_end(&mut f).len(), 2);
+    assert_eq!(f.stats().truncation_restarts, 0);
+    assert_eq!(f.stats().segments_skipped, 0);
 }

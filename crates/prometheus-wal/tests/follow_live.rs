@@ -42,6 +42,7 @@ fn opts(stop: &Arc<AtomicBool>) -> FollowOptions {
     FollowOptions {
         poll_interval: Duration::from_millis(1),
         stop: stop.clone(),
+        ..FollowOptions::default()
     }
 }
 

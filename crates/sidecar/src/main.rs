@@ -113,6 +113,7 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
         &config.wal_directory,
         FollowOptions {
             stop: stop_reading.clone(),
+            counters: stats.wal_follow.clone(),
             ..FollowOptions::default()
         },
     )
@@ -120,6 +121,7 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     stats.mark_wal_open();
 
     let (resume, start_after_ms) = load_progress(&config)?;
+    follower.resume_from(resume.position);
     let resume = resume.with_marks(progress::marks::load(&config.wal_directory));
     let marks =
         DeliveryMarks::create(&config.wal_directory, resume.marks()).with_context(|| {

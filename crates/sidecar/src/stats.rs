@@ -144,6 +144,9 @@ pub struct Stats {
     pub samples_filtered: AtomicU64,
     /// WAL records that could not be decoded.
     pub records_undecodable: AtomicU64,
+    /// What the WAL follower skipped or recovered from (truncations, torn tails, corruption);
+    /// shared with the follower through its options.
+    pub wal_follow: std::sync::Arc<prometheus_wal::FollowCounters>,
     /// Series not exported, by reason; a series is counted once per reason it gets, not per
     /// attempt.
     series_dropped: [AtomicU64; DropReason::ALL.len()],

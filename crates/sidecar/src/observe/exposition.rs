@@ -320,6 +320,38 @@ pub fn render(
         &[],
         c(&stats.records_undecodable),
     );
+    let follow = stats.wal_follow.snapshot();
+    w.single(
+        "prometheus_sidecar_wal_truncations_total",
+        Kind::Counter,
+        "Times WAL segments not read yet had been deleted by Prometheus and reading went on from \
+         the newest checkpoint and the first segment left (also at start-up, when the saved \
+         position is in a deleted segment).",
+        &[],
+        follow.truncation_restarts as f64,
+    );
+    w.single(
+        "prometheus_sidecar_wal_segments_skipped_total",
+        Kind::Counter,
+        "WAL segments deleted before they were read, or read to their end; their samples are lost \
+         unless the checkpoint kept them.",
+        &[],
+        follow.segments_skipped as f64,
+    );
+    w.single(
+        "prometheus_sidecar_wal_torn_records_total",
+        Kind::Counter,
+        "Incomplete records skipped at the end of a WAL segment (Prometheus crashed while writing).",
+        &[],
+        follow.torn_tails as f64,
+    );
+    w.single(
+        "prometheus_sidecar_wal_corruptions_skipped_total",
+        Kind::Counter,
+        "Corrupt WAL fragments or pages skipped (checksum mismatch, bad framing).",
+        &[],
+        follow.corruptions_skipped as f64,
+    );
     w.family(
         "prometheus_sidecar_points_dropped_total",
         Kind::Counter,

@@ -1,7 +1,8 @@
 //! Sample conversion: one Prometheus sample of a resolved series to one Cloud Monitoring point.
 //!
 //! Owns the counter baseline and reset rules (the first sample of a cumulative series is its
-//! baseline and is not sent; a value going down starts a new interval 1 ms before it) and the
+//! baseline and is not sent; a value going down starts a new interval 1 ms before it; a sample
+//! not newer than the last one is skipped without touching the baseline) and the
 //! per-series ordering guard (the API accepts only points moving forward in time), for plain
 //! samples and for histogram runs (whose baselines live in [`HistogramBaselines`]). It must never
 //! look series up or queue anything.
@@ -27,28 +28,35 @@ struct Baseline {
     reset_value: f64,
     /// Last sample value, to detect resets.
     previous: f64,
+    /// Time of the last sample (ms); samples not after it are skipped.
+    last_t: i64,
 }
 
 impl CounterState {
-    /// Applies the reset rules to a sample: `None` for the baseline sample, else the interval
-    /// start and the value relative to the baseline.
-    pub fn adjust(&mut self, t: i64, v: f64) -> Option<(i64, f64)> {
+    /// Applies the reset rules to a sample: the interval start and the value relative to the
+    /// baseline, or [`Skipped::Baseline`] for the first sample. A sample not after the last one
+    /// (out of order, or read again from a checkpoint) is [`Skipped::OutOfOrder`] and changes
+    /// nothing: its lower value is not a reset.
+    pub fn adjust(&mut self, t: i64, v: f64) -> Result<(i64, f64), Skipped> {
         match &mut self.baseline {
             None => {
                 self.baseline = Some(Baseline {
                     reset_ts: t,
                     reset_value: v,
                     previous: v,
+                    last_t: t,
                 });
-                None
+                Err(Skipped::Baseline)
             }
+            Some(b) if t <= b.last_t => Err(Skipped::OutOfOrder),
             Some(b) => {
                 if v < b.previous {
                     b.reset_value = 0.0;
                     b.reset_ts = t - 1;
                 }
                 b.previous = v;
-                Some((b.reset_ts, v - b.reset_value))
+                b.last_t = t;
+                Ok((b.reset_ts, v - b.reset_value))
             }
         }
     }
@@ -70,6 +78,8 @@ impl CounterState {
                 reset_ts: saved.reset_ts,
                 reset_value: saved.reset_value,
                 previous: saved.previous,
+                // The reader skips what the previous run delivered (`resume_after_t`).
+                last_t: i64::MIN,
             }),
         }
     }
@@ -109,7 +119,7 @@ impl Converter {
         let (start, value) = match series.conversion {
             Conversion::Gauge => (None, v),
             Conversion::Cumulative => {
-                let (start, value) = counter.adjust(t, v).ok_or(Skipped::Baseline)?;
+                let (start, value) = counter.adjust(t, v)?;
                 (Some(start), value)
             }
             Conversion::Histogram(_) => return Err(Skipped::HistogramPart),
@@ -137,6 +147,7 @@ impl Converter {
         let (prototype, t) = (run.prototype.clone(), run.t);
         let (start, distribution) = self.histograms.convert(run).map_err(|e| match e {
             HistogramSkip::Baseline => Skipped::Baseline,
+            HistogramSkip::OutOfOrder => Skipped::OutOfOrder,
             HistogramSkip::Invalid(reason) => Skipped::InvalidHistogram(reason),
         })?;
         check_order(&prototype.last_interval, (start, t))?;
@@ -224,6 +235,31 @@ mod tests {
         assert_eq!(p.value, PointValue::Double(4.0));
         let p = c.convert(&s, &mut state, 4000, 6.0).unwrap();
         assert_eq!((p.start_ms, p.value), (Some(2999), PointValue::Double(6.0)));
+    }
+
+    #[test]
+    fn an_older_counter_sample_leaves_the_baseline_alone() {
+        // A sample older than the last one (an out-of-order sample, or a checkpoint read again
+        // after a truncation) is skipped; it must not look like a reset, which would move the
+        // start before the last point and get every later point refused.
+        let s = series(PointKind::CumulativeDouble, Conversion::Cumulative, false);
+        let mut c = Converter::default();
+        let mut state = CounterState::default();
+        let _ = c.convert(&s, &mut state, 1000, 10.0);
+        assert!(c.convert(&s, &mut state, 3000, 30.0).is_ok());
+        assert_eq!(
+            c.convert(&s, &mut state, 2000, 20.0),
+            Err(Skipped::OutOfOrder)
+        );
+        assert_eq!(
+            c.convert(&s, &mut state, 3000, 30.0),
+            Err(Skipped::OutOfOrder)
+        );
+        let p = c.convert(&s, &mut state, 4000, 35.0).unwrap();
+        assert_eq!(
+            (p.start_ms, p.value),
+            (Some(1000), PointValue::Double(25.0))
+        );
     }
 
     #[test]

@@ -110,6 +110,9 @@ impl RunCollector {
 pub enum HistogramSkip {
     /// The run became the histogram's (new) baseline: its first run, or one with a new bucket.
     Baseline,
+    /// Not after the last run (read again from a checkpoint, or out of order): skipped without
+    /// touching the baseline, whatever its values.
+    OutOfOrder,
     /// Cloud Monitoring would refuse the distribution.
     Invalid(HistogramDrop),
 }
@@ -123,6 +126,8 @@ struct HistogramState {
     base: Snapshot,
     /// The last run's values, to detect resets.
     previous: Snapshot,
+    /// The last run's time (ms); runs not after it are skipped.
+    last_t: i64,
 }
 
 /// Values of one run; buckets sorted by bound.
@@ -192,6 +197,8 @@ impl HistogramBaselines {
                 start_ms: saved.start_ms,
                 base: Snapshot::restored(&saved.base),
                 previous: Snapshot::restored(&saved.previous),
+                // The reader skips the runs the previous run delivered.
+                last_t: i64::MIN,
             },
         );
     }
@@ -219,11 +226,16 @@ impl HistogramBaselines {
                         start_ms: run.t,
                         base: snapshot.clone(),
                         previous: snapshot,
+                        last_t: run.t,
                     },
                 );
                 return Err(HistogramSkip::Baseline);
             }
         };
+        if run.t <= state.last_t {
+            return Err(HistogramSkip::OutOfOrder);
+        }
+        state.last_t = run.t;
         // The original skipped once when a bucket appeared (its series had no baseline yet);
         // here the whole histogram starts over from this run, so later points add up.
         if run
@@ -235,6 +247,7 @@ impl HistogramBaselines {
                 start_ms: run.t,
                 base: snapshot.clone(),
                 previous: snapshot,
+                last_t: run.t,
             };
             return Err(HistogramSkip::Baseline);
         }
@@ -368,6 +381,20 @@ mod tests {
         assert_eq!(d.bounds, [1.0, 2.0]);
         // Increases of the cumulative buckets: ≤1: 2, ≤2: 3, +Inf: 5.
         assert_eq!(d.bucket_counts, [2, 1, 2]);
+    }
+
+    #[test]
+    fn an_older_run_leaves_the_baseline_alone() {
+        let mut b = HistogramBaselines::default();
+        let _ = b.convert(h12(1000, 1.0, 2.0, 3.0, 4.0));
+        assert!(b.convert(h12(3000, 3.0, 5.0, 8.0, 14.0)).is_ok());
+        // Read again from a checkpoint: lower counts, but older, so not a reset.
+        assert_eq!(
+            b.convert(h12(2000, 2.0, 3.0, 5.0, 8.0)),
+            Err(HistogramSkip::OutOfOrder)
+        );
+        let (start, d) = b.convert(h12(4000, 4.0, 6.0, 9.0, 15.0)).unwrap();
+        assert_eq!((start, d.count), (1000, 6));
     }
 
     #[test]

@@ -507,7 +507,7 @@ impl DeliveryState {
 
     /// A series just resolved: give it its delivery state, continuing what a previous run saved.
     fn restore(&mut self, series_ref: u64, entry: &mut SeriesEntry) {
-        let hash = labels_hash(&entry.labels);
+        let hash = entry.labels_hash;
         // Nothing needs the labels of a resolved series any more.
         entry.labels = CompactLabels::default();
         let saved = self.progress.resume.take(series_ref, hash);
@@ -519,18 +519,6 @@ impl DeliveryState {
         }
         entry.delivery = Some(self.progress.tracker.ack_for(series_ref, hash));
     }
-}
-
-/// Identity of a label set across runs (a WAL series ref is only meaningful with its labels).
-fn labels_hash(labels: &CompactLabels) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for (name, value) in labels.iter() {
-        h.update(name.as_bytes());
-        h.update(&[0xff]);
-        h.update(value.as_bytes());
-        h.update(&[0xfe]);
-    }
-    h.digest()
 }
 
 /// Resolves `entry`. While Prometheus cannot answer (unreachable, not ready, or listing no

@@ -121,6 +121,8 @@ pub struct SeriesEntry {
     /// Prometheus label set (packed); only `__name__` for filtered series, and nothing once
     /// the series is resolved.
     pub labels: CompactLabels,
+    /// Identity of the full label set (kept when the labels are not).
+    pub labels_hash: u64,
     /// Segment of the series record (for garbage collection after checkpoints).
     pub segment: u64,
     /// Resolution state.
@@ -173,6 +175,19 @@ impl SeriesEntry {
     }
 }
 
+/// Identity of a label set across runs and records (a WAL series ref is only meaningful with
+/// its labels).
+pub fn labels_hash(labels: &[Label]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for l in labels {
+        h.update(l.name.as_bytes());
+        h.update(&[0xff]);
+        h.update(l.value.as_bytes());
+        h.update(&[0xfe]);
+    }
+    h.digest()
+}
+
 /// Refs per page of the cache.
 const PAGE_BITS: u32 = 8;
 const PAGE_LEN: usize = 1 << PAGE_BITS;
@@ -212,9 +227,19 @@ impl SeriesCache {
         self.aggregator = Some(aggregator);
     }
 
-    /// Stores a series record. A ref seen again (a new series record for it) starts afresh, as
-    /// the original does: its labels may have been re-created after Prometheus restarted.
+    /// Stores a series record. A resolved series whose record is read again with the same labels
+    /// (a checkpoint read again after a truncation) keeps its resolution, counter baseline and
+    /// delivery state. Otherwise a ref seen again starts afresh, as the original does: its labels
+    /// may have been re-created after Prometheus restarted.
     pub fn insert(&mut self, series_ref: u64, mut labels: Labels, segment: u64) {
+        let hash = labels_hash(&labels);
+        if let Some(known) = self.get_mut(series_ref)
+            && matches!(known.state, SeriesState::Resolved { .. })
+            && known.labels_hash == hash
+        {
+            known.segment = segment;
+            return;
+        }
         let tracker = self
             .aggregator
             .as_ref()
@@ -241,6 +266,7 @@ impl SeriesCache {
         }
         *slot = Some(SeriesEntry {
             labels: CompactLabels::new(&labels),
+            labels_hash: hash,
             segment,
             state,
             tracker,
@@ -415,6 +441,48 @@ mod tests {
         assert_eq!(cache.pages.len(), 2, "empty pages are freed");
         assert!(cache.get_mut(256).is_none());
         assert!(cache.get_mut(1).is_some());
+    }
+
+    #[test]
+    fn a_series_record_read_again_keeps_a_resolved_series() {
+        // A checkpoint read again after a truncation repeats the series records of series
+        // already known: their counter baselines and delivery state must survive it.
+        let mut cache = SeriesCache::default();
+        let up = labels(&[("__name__", "up"), ("job", "node")]);
+        cache.insert(1, up.clone(), 2);
+        let mut counter = CounterState::default();
+        assert_eq!(
+            counter.adjust(1000, 5.0),
+            Err(crate::retrieval::convert::Skipped::Baseline)
+        );
+        cache.get_mut(1).unwrap().state = SeriesState::Resolved {
+            series: crate::retrieval::resolve::ResolvedSeries {
+                prototype: Arc::new(crate::export::SeriesPrototype::new(
+                    "t/up".into(),
+                    &[],
+                    "generic_task",
+                    &[],
+                    crate::export::PointKind::CumulativeDouble,
+                )),
+                conversion: crate::retrieval::resolve::Conversion::Cumulative,
+                truncate: false,
+            },
+            counter,
+        };
+        cache.insert(1, up.clone(), 7);
+        let e = cache.get_mut(1).unwrap();
+        assert_eq!(e.segment, 7);
+        let SeriesState::Resolved { counter, .. } = &e.state else {
+            panic!("resolution lost: {:?}", e.state);
+        };
+        assert_eq!(*counter, {
+            let mut c = CounterState::default();
+            let _ = c.adjust(1000, 5.0);
+            c
+        });
+        // Other labels under the same ref: a different series, starting afresh.
+        cache.insert(1, labels(&[("__name__", "up"), ("job", "other")]), 8);
+        assert!(matches!(cache.get_mut(1).unwrap().state, SeriesState::New));
     }
 
     #[test]

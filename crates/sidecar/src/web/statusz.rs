@@ -432,6 +432,15 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
         "Undecodable records skipped",
         &stats.records_undecodable.load(Relaxed).to_string(),
     );
+    let follow = stats.wal_follow.snapshot();
+    row(
+        &mut out,
+        "WAL segments deleted unread",
+        &format!(
+            "{} (in {} truncations)",
+            follow.segments_skipped, follow.truncation_restarts
+        ),
+    );
     out.push_str("</table>\n");
 
     out.push_str("<h2>Sending</h2>\n<table id=\"sending\">\n");
