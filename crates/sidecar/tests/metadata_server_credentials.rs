@@ -66,7 +66,7 @@ async fn the_token_of_the_metadata_server_is_sent() {
     let prometheus = fake_prometheus::serve_api(&[METRIC]).await;
     let mds_host = host(&mds);
     // HOME is an empty directory and GOOGLE_APPLICATION_CREDENTIALS unset (see common::tls).
-    let child = sidecar_over_tls(
+    let mut child = sidecar_over_tls(
         dir.path(),
         addr.port(),
         &prometheus.uri(),
@@ -74,7 +74,7 @@ async fn the_token_of_the_metadata_server_is_sent() {
         Some(&ca.ca),
         &[("GCE_METADATA_HOST", Some(mds_host.as_str()))],
     );
-    wait_for_all_points(&emulator, &child).await;
+    wait_for_all_points(&emulator, &mut child).await;
 
     let calls = calls.lock().unwrap().clone();
     assert!(!calls.is_empty());

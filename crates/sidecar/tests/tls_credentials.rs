@@ -137,7 +137,7 @@ async fn points_arrive_over_tls_with_a_signed_token_and_the_user_agent() {
     });
     let (addr, calls) = serve_tls(&emulator, &keys.tls).await;
     let prometheus = fake_prometheus::serve_api(&[METRIC]).await;
-    let child = sidecar(
+    let mut child = sidecar(
         dir.path(),
         &keys,
         addr.port(),
@@ -145,7 +145,7 @@ async fn points_arrive_over_tls_with_a_signed_token_and_the_user_agent() {
         Some(&keys.tls.ca),
     );
 
-    wait_for_all_points(&emulator, &child).await;
+    wait_for_all_points(&emulator, &mut child).await;
 
     let calls = calls.lock().unwrap().clone();
     assert!(!calls.is_empty());

@@ -121,7 +121,7 @@ async fn send_all_points(dir: &Path, env: &[(&str, Option<&str>)]) -> Vec<common
     });
     let (addr, calls) = serve_tls(&emulator, &ca).await;
     let prometheus = fake_prometheus::serve_api(&[METRIC]).await;
-    let child = sidecar_over_tls(
+    let mut child = sidecar_over_tls(
         dir,
         addr.port(),
         &prometheus.uri(),
@@ -129,7 +129,7 @@ async fn send_all_points(dir: &Path, env: &[(&str, Option<&str>)]) -> Vec<common
         Some(&ca.ca),
         env,
     );
-    wait_for_all_points(&emulator, &child).await;
+    wait_for_all_points(&emulator, &mut child).await;
     let calls = calls.lock().unwrap().clone();
     assert!(!calls.is_empty());
     calls

@@ -196,10 +196,14 @@ pub fn sidecar_over_tls(
 }
 
 /// Waits up to a minute for the emulator to have accepted [`POINTS`] points, then checks that it
-/// accepted no more and refused none; failures show the end of the sidecar's log.
-pub async fn wait_for_all_points(emulator: &Emulator, child: &Child) {
+/// accepted no more and refused none; fails at once if the sidecar exits meanwhile. Failures
+/// show the end of the sidecar's log.
+pub async fn wait_for_all_points(emulator: &Emulator, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while emulator.store().stats().points_accepted < POINTS {
+        if let Some(status) = child.wait(Duration::ZERO) {
+            panic!("the sidecar exited with {status}:\n{}", child.log_tail(30));
+        }
         assert!(
             Instant::now() < deadline,
             "not every point arrived:\n{}",
