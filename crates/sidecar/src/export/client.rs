@@ -235,15 +235,29 @@ impl GrpcSink {
     }
 }
 
-/// Where Application Default Credentials come from, for error messages: the key file named by
-/// `GOOGLE_APPLICATION_CREDENTIALS` when it is set, so that a bad file is named.
+/// Where Application Default Credentials come from, for error messages, in the credentials
+/// library's order: the key file named by `GOOGLE_APPLICATION_CREDENTIALS` when it is set, else
+/// the file `gcloud auth application-default login` writes when it exists, else the metadata
+/// server (`GCE_METADATA_HOST` or `metadata.google.internal`).
 fn credentials_source() -> String {
-    match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
-        Some(path) if !path.is_empty() => format!(
+    if let Some(path) = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS")
+        && !path.is_empty()
+    {
+        return format!(
             "the key file {} (GOOGLE_APPLICATION_CREDENTIALS)",
             std::path::Path::new(&path).display()
-        ),
-        _ => "Application Default Credentials".to_string(),
+        );
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let gcloud =
+            std::path::Path::new(&home).join(".config/gcloud/application_default_credentials.json");
+        if gcloud.exists() {
+            return format!("the gcloud credentials file {}", gcloud.display());
+        }
+    }
+    match std::env::var("GCE_METADATA_HOST") {
+        Ok(host) => format!("the metadata server at {host} (GCE_METADATA_HOST)"),
+        Err(_) => "the metadata server at metadata.google.internal".to_string(),
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_prometheus;
+pub mod tls;
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
