@@ -12,12 +12,14 @@ if ! command -v zstd >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo -n"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends zstd </dev/null
 fi
-input=target/bench-input/bench-static
+target_dir=${CARGO_TARGET_DIR:-target}
+input=$target_dir/bench-input/bench-static
 if [ ! -f "$input/walcount.json" ]; then
-  mkdir -p target/bench-input
-  zstd -dc bench/bench-static.tar.zst | tar -x -C target/bench-input
+  mkdir -p "$target_dir/bench-input"
+  zstd -dc bench/bench-static.tar.zst | tar -x -C "$target_dir/bench-input"
 fi
 cargo build --release --locked -q -p stackdriver-prometheus-sidecar -p sidecar-bench
 echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-exec target/release/sidecar-bench --input "$input" "$@"
+exec "$target_dir/release/sidecar-bench" --input "$input" \
+  --sidecar "$target_dir/release/stackdriver-prometheus-sidecar" "$@"

@@ -4,30 +4,51 @@
 //! against a copy of the WAL and a counting `CreateTimeSeries` sink on loopback, waits until every
 //! WAL sample is processed and every produced point delivered, and prints samples/s,
 //! CPU-seconds per million samples (from the process's own accounting in `/proc`), peak resident
-//! memory and bytes per series. Linux only.
+//! memory and bytes per series; when the input's `walcount.json` says how many points must
+//! arrive (inputs made by `sidecar-bench generate`), checks that exactly those did. Linux only.
+//!
+//! `sidecar-bench generate` writes such an input, of any size ([`generate`]).
 
+mod generate;
 mod replay;
 mod sink;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use prometheus_wal::{Follower, RecordType, decode_samples, decode_series, record_type};
 
-/// Command line.
+/// Command line: a benchmark run, or `generate`.
 #[derive(Debug, Parser)]
 #[command(
     name = "sidecar-bench",
-    about = "Catch-up benchmark of stackdriver-prometheus-sidecar"
+    about = "Catch-up benchmark of stackdriver-prometheus-sidecar",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Writes a synthetic input (WAL, targets.json, metadata-all.json, walcount.json).
+    Generate(generate::GenerateArgs),
+}
+
+/// Flags of a benchmark run.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Directory holding `wal/`, `targets.json` and `metadata-all.json`.
-    #[arg(long)]
-    input: PathBuf,
+    #[arg(long, required = true)]
+    input: Option<PathBuf>,
     /// The sidecar binary to measure.
     #[arg(long, default_value = "target/release/stackdriver-prometheus-sidecar")]
     sidecar: PathBuf,
@@ -45,6 +66,9 @@ struct WalCounts {
     series: u64,
     bytes: u64,
     decode: Duration,
+    /// Oldest and newest sample timestamps (ms).
+    min_t: i64,
+    max_t: i64,
 }
 
 fn count_wal(dir: &Path) -> anyhow::Result<WalCounts> {
@@ -52,6 +76,7 @@ fn count_wal(dir: &Path) -> anyhow::Result<WalCounts> {
     let mut follower = Follower::open_to_end(dir)?;
     let (mut series_buf, mut samples_buf) = (Vec::new(), Vec::new());
     let (mut samples, mut series) = (0u64, 0u64);
+    let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
     while let Some(record) = follower.next_record()? {
         match record_type(record.data) {
             RecordType::Series => {
@@ -61,6 +86,10 @@ fn count_wal(dir: &Path) -> anyhow::Result<WalCounts> {
             RecordType::Samples => {
                 decode_samples(record.data, &mut samples_buf)?;
                 samples += samples_buf.len() as u64;
+                for s in &samples_buf {
+                    min_t = min_t.min(s.t);
+                    max_t = max_t.max(s.t);
+                }
             }
             _ => {}
         }
@@ -76,7 +105,27 @@ fn count_wal(dir: &Path) -> anyhow::Result<WalCounts> {
         series,
         bytes,
         decode: start.elapsed(),
+        min_t,
+        max_t,
     })
+}
+
+/// The number of points the input's `walcount.json` says must be delivered, if it says so.
+fn expected_points(input: &Path) -> anyhow::Result<Option<u64>> {
+    let path = input.join("walcount.json");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    let count: serde_json::Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(count["expected_points"].as_u64())
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn copy_wal(from: &Path, to: &Path) -> anyhow::Result<()> {
@@ -154,13 +203,24 @@ impl Drop for Killed {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Generate(g)) => generate::run(&g),
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(bench(cli.run)),
+    }
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
     // Needed when reqwest is built with TLS elsewhere in the workspace; plain HTTP is all we use.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let wal_in = args.input.join("wal");
+    let input = args.input.context("--input is required")?;
+    let wal_in = input.join("wal");
     let counts = count_wal(&wal_in).with_context(|| format!("reading {}", wal_in.display()))?;
+    let expected = expected_points(&input)?;
     println!(
         "input: {} samples, {} series, {} WAL bytes (decoded here in {:.2} s)",
         counts.samples,
@@ -168,17 +228,31 @@ async fn main() -> anyhow::Result<()> {
         counts.bytes,
         counts.decode.as_secs_f64()
     );
+    if counts.samples > 0 {
+        let age_h = |t: i64| (now_ms() - t) as f64 / 3.6e6;
+        println!(
+            "sample ages: oldest {:.2} h, newest {:.2} h",
+            age_h(counts.min_t),
+            age_h(counts.max_t)
+        );
+        if age_h(counts.min_t) > 24.0 {
+            println!(
+                "warning: the sidecar refuses points older than 25 h; those are counted as \
+                 not sent (invalid) below"
+            );
+        }
+    }
 
     let work = tempfile::tempdir()?;
     let wal = work.path().join("wal");
     copy_wal(&wal_in, &wal)?;
-    let prom = replay::serve(replay::Recorded::load(&args.input)?).await?;
+    let prom = replay::serve(replay::Recorded::load(&input)?).await?;
     let (sink_addr, sink) = sink::serve().await?;
     let web = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
 
     let log = std::fs::File::create(work.path().join("sidecar.log"))?;
     let started = Instant::now();
-    let child = Command::new(&args.sidecar)
+    let child = std::process::Command::new(&args.sidecar)
         .args([
             "--stackdriver.project-id=bench".to_string(),
             format!("--stackdriver.api-address=http://{sink_addr}/?auth=false"),
@@ -201,6 +275,7 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let metrics_url = format!("http://{web}/metrics");
     let deadline = started + Duration::from_secs(args.timeout.as_secs());
+    let mut read_at = None;
     let (cpu, rss, done_at) = loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         if let Ok(Some(status)) = child.0.try_wait() {
@@ -208,7 +283,14 @@ async fn main() -> anyhow::Result<()> {
             bail!("the sidecar exited early ({status}):\n{log}");
         }
         let usage = process_usage(pid);
-        if let Some(c) = scrape(&client, &metrics_url).await
+        let counts_now = scrape(&client, &metrics_url).await;
+        if read_at.is_none()
+            && let Some(c) = &counts_now
+            && c.processed >= counts.samples as f64
+        {
+            read_at = Some(Instant::now());
+        }
+        if let Some(c) = counts_now
             && c.processed >= counts.samples as f64
             && c.produced <= c.succeeded + c.failed + c.invalid
         {
@@ -238,8 +320,10 @@ async fn main() -> anyhow::Result<()> {
         sink.requests.load(Ordering::Relaxed)
     );
     println!(
-        "first point after {:.2} s; last after {:.2} s; all delivered after {:.2} s",
+        "first point after {:.2} s; every WAL sample read after {:.2} s; last point after \
+         {:.2} s; all delivered after {:.2} s",
         (first - started).as_secs_f64(),
+        read_at.map_or(wall, |t| t - started).as_secs_f64(),
         (last - started).as_secs_f64(),
         wall.as_secs_f64()
     );
@@ -253,9 +337,15 @@ async fn main() -> anyhow::Result<()> {
         rss as f64 / 1e6,
         rss as f64 / counts.series as f64
     );
-    let _ = Command::new("kill")
+    let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = child.0.wait();
+    if let Some(expected) = expected {
+        if points != expected {
+            bail!("delivered {points} points, expected {expected} (walcount.json)");
+        }
+        println!("check: delivered exactly the {expected} points walcount.json expects");
+    }
     Ok(())
 }
