@@ -20,7 +20,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use prometheus_wal::{Follower, RecordType, decode_samples, decode_series, record_type};
+use prometheus_wal::record::encode::encode_samples;
+use prometheus_wal::writer::SegmentWriter;
+use prometheus_wal::{
+    Codec, Follower, RecordSource, RecordType, decode_samples, decode_series, record_type,
+};
 
 /// Command line: a benchmark run, or `generate`.
 #[derive(Debug, Parser)]
@@ -144,6 +148,46 @@ fn copy_wal(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Copies the WAL re-encoded with every sample `shift_ms` later, so that a recorded input stays
+/// inside the API's 25-hour window (which the sidecar enforces) whenever the benchmark runs.
+/// Each segment becomes a segment of the same name; other records are copied as they are.
+fn copy_wal_shifted(from: &Path, to: &Path, shift_ms: i64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    let mut follower = Follower::open_to_end(from)?;
+    let mut writer: Option<(u64, SegmentWriter<std::fs::File>)> = None;
+    let (mut samples, mut buf) = (Vec::new(), Vec::new());
+    while let Some(record) = follower.next_record()? {
+        let RecordSource::Segment(index) = record.source else {
+            bail!("inputs with a checkpoint cannot be shifted in time; use a fresh input");
+        };
+        if writer.as_ref().map(|(i, _)| *i) != Some(index) {
+            if let Some((_, w)) = writer.take() {
+                w.close()?;
+            }
+            let file = std::fs::File::create(to.join(format!("{index:08}")))?;
+            writer = Some((index, SegmentWriter::new(file, Codec::Snappy)));
+        }
+        let data: &[u8] = if record_type(record.data) == RecordType::Samples {
+            decode_samples(record.data, &mut samples)?;
+            for s in &mut samples {
+                s.t += shift_ms;
+            }
+            buf.clear();
+            encode_samples(&samples, &mut buf);
+            &buf
+        } else {
+            record.data
+        };
+        if let Some((_, w)) = writer.as_mut() {
+            w.log(data)?;
+        }
+    }
+    if let Some((_, w)) = writer {
+        w.close()?;
+    }
+    Ok(())
+}
+
 /// CPU seconds (user + system) and peak RSS bytes of a process, from `/proc`.
 fn process_usage(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -235,17 +279,23 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             age_h(counts.min_t),
             age_h(counts.max_t)
         );
-        if age_h(counts.min_t) > 24.0 {
-            println!(
-                "warning: the sidecar refuses points older than 25 h; those are counted as \
-                 not sent (invalid) below"
-            );
-        }
     }
 
     let work = tempfile::tempdir()?;
     let wal = work.path().join("wal");
-    copy_wal(&wal_in, &wal)?;
+    // A recorded input older than a few hours is moved forward in time (its newest sample one
+    // minute ago), or the sidecar would refuse its points as too old.
+    let newest_age_ms = now_ms() - counts.max_t;
+    if counts.samples > 0 && newest_age_ms > 6 * 3_600_000 {
+        let shift = newest_age_ms - 60_000;
+        println!(
+            "moving the input's samples {:.1} h forward in time (re-encoding the WAL)",
+            shift as f64 / 3.6e6
+        );
+        copy_wal_shifted(&wal_in, &wal, shift)?;
+    } else {
+        copy_wal(&wal_in, &wal)?;
+    }
     let prom = replay::serve(replay::Recorded::load(&input)?).await?;
     let (sink_addr, sink) = sink::serve().await?;
     let web = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;

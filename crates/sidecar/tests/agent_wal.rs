@@ -127,13 +127,8 @@ async fn agent_mode_wal_arrives_exactly_once_across_a_restart_and_a_truncation()
     let recorded = recorder.join().unwrap();
 
     let stats = emulator.store().stats();
-    assert_eq!(
-        stats.points_rejected,
-        0,
-        "the emulator refused points (sent twice?): {}\n{}",
-        stats.summary_line(),
-        sidecar.log_tail(40)
-    );
+    // One kill -9 of the sidecar.
+    wal_common::assert_nothing_refused_but_in_flight_requests(&stats, 1, &sidecar.log_tail(40));
     let (mut gauges, mut counters, mut points) = (0, 0, 0);
     let mut mismatches = Vec::new();
     let node_series = recorded.keys().filter(|k| k.1 == "node").count();

@@ -628,3 +628,49 @@ async fn histogram_points_covered_by_delivery_marks_are_not_sent_again() {
     let (sent, _, _) = run_on(dir.path(), Resume::new(loaded), None).await;
     assert_eq!(histogram_points(&sent), vec![(Some(1000), 4000, 3)]);
 }
+
+/// A checkpoint holding samples (agent mode, or a server's head not yet compacted): every one
+/// of its records has the same position, so a saved watermark equal to it must not count its
+/// later records as delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_samples_after_a_partial_delivery_are_not_lost() {
+    let batch = |i: i64| {
+        vec![
+            sample(1, i * 1000, i as f64),
+            sample(2, i * 1000, 10.0 * i as f64),
+        ]
+    };
+    let checkpoint = |dir: &std::path::Path, batches: &[Vec<RefSample>]| {
+        let ckpt = dir.join("checkpoint.00000000");
+        std::fs::create_dir_all(&ckpt).unwrap();
+        write_segment(&ckpt, "00000000", &counter_and_gauge(), batches);
+        std::fs::File::create(dir.join("00000001")).unwrap();
+    };
+    // What a save captured after the checkpoint's first record was delivered...
+    let early = tempfile::tempdir().unwrap();
+    checkpoint(early.path(), &[batch(1)]);
+    let (_, _, stale) = run_on(early.path(), Resume::default(), None).await;
+    assert_eq!(
+        stale.position,
+        prometheus_wal::WalPosition {
+            segment: 1,
+            offset: 0
+        }
+    );
+    // ...when the process died before the next two records were delivered (no marks).
+    let dir = tempfile::tempdir().unwrap();
+    checkpoint(dir.path(), &[batch(1), batch(2), batch(3)]);
+    progress::file::save(dir.path(), &stale).unwrap();
+    let loaded = progress::file::load(dir.path()).unwrap();
+    let (sent, _, _) = run_on(dir.path(), Resume::new(loaded), None).await;
+    assert_eq!(
+        summary(&sent),
+        vec![
+            ("requests_total".into(), Some(1000), 2000, 10.0),
+            ("temperature".into(), None, 2000, 2.0),
+            ("requests_total".into(), Some(1000), 3000, 20.0),
+            ("temperature".into(), None, 3000, 3.0),
+        ],
+        "the checkpoint's undelivered records are sent, the delivered one is not"
+    );
+}

@@ -48,6 +48,12 @@ pub struct Reader<S> {
     runs: RunCollector,
     /// Index in its record of the last sample added to the open histogram run.
     run_index: u64,
+    /// Added to sample indices in delivery marks: the record's ordinal in its checkpoint,
+    /// shifted into the high bits (0 for segment records).
+    index_base: u64,
+    /// The checkpoint being read and how many of its records were read.
+    checkpoint_read: Option<u64>,
+    checkpoint_ordinal: u64,
     /// Aggregated counters, if configured, and when their points are next due.
     aggregates: Option<(Arc<CounterAggregator>, ExportSchedule)>,
     /// Set at shutdown; the reader then stops waiting for Prometheus.
@@ -124,6 +130,9 @@ impl<S: SeriesSources> Reader<S> {
             samples_buf: Vec::new(),
             runs: RunCollector::default(),
             run_index: 0,
+            index_base: 0,
+            checkpoint_read: None,
+            checkpoint_ordinal: 0,
             aggregates: None,
             stop: None,
         }
@@ -159,6 +168,27 @@ impl<S: SeriesSources> Reader<S> {
             };
             let position = record.position;
             self.stats.wal_record_read(position);
+            // Every record of a checkpoint has the same position (the start of the segment
+            // after it), so within a checkpoint a point's identity also needs the record's
+            // ordinal: it goes into the high bits of the mark index (the same on every read of
+            // that checkpoint). A watermark equal to that position does not cover them either.
+            let in_checkpoint = match record.source {
+                RecordSource::Checkpoint(i) => {
+                    if self.checkpoint_read != Some(i) {
+                        self.checkpoint_read = Some(i);
+                        self.checkpoint_ordinal = 0;
+                    }
+                    self.checkpoint_ordinal += 1;
+                    self.index_base = self.checkpoint_ordinal << 32;
+                    true
+                }
+                RecordSource::Segment(_) => {
+                    self.index_base = 0;
+                    false
+                }
+            };
+            let resume = self.delivery.progress.resume.position;
+            let delivered_before = position < resume || (position == resume && !in_checkpoint);
             match record_type(record.data) {
                 RecordType::Series => {
                     if let Err(e) = decode_series(record.data, &mut self.series_buf) {
@@ -169,7 +199,7 @@ impl<S: SeriesSources> Reader<S> {
                         self.cache.insert(s.series_ref, s.labels, segment);
                     }
                 }
-                RecordType::Samples if position <= self.delivery.progress.resume.position => {
+                RecordType::Samples if delivered_before => {
                     // Delivered by a previous run; its series records above are still read.
                     self.delivery.skipped_records += 1;
                 }
@@ -292,7 +322,7 @@ impl<S: SeriesSources> Reader<S> {
                         run,
                         Mark {
                             position,
-                            index: finished_index,
+                            index: self.index_base | finished_index,
                         },
                     )
                 {
@@ -310,7 +340,7 @@ impl<S: SeriesSources> Reader<S> {
                     run,
                     Mark {
                         position,
-                        index: self.run_index,
+                        index: self.index_base | self.run_index,
                     },
                 )
             {
@@ -320,7 +350,7 @@ impl<S: SeriesSources> Reader<S> {
                 Ok(point) => {
                     let mark = Mark {
                         position,
-                        index: index as u64,
+                        index: self.index_base | index as u64,
                     };
                     let lane = lane_of(series.prototype.hash);
                     if self.delivery.progress.resume.delivered(lane, mark) {
@@ -371,7 +401,7 @@ impl<S: SeriesSources> Reader<S> {
                 run,
                 Mark {
                     position,
-                    index: self.run_index,
+                    index: self.index_base | self.run_index,
                 },
             )
         {
