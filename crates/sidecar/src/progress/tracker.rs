@@ -294,12 +294,12 @@ impl DeliveryTracker {
         let position = self.watermark();
         let mut series: Vec<SavedSeries> =
             lock(&self.series).values().map(|a| a.snapshot()).collect();
-        series.sort_by_key(|s| s.series_ref);
+        series.sort_unstable_by_key(|s| s.series_ref);
         let mut histograms: Vec<SavedHistogram> = lock(&self.histograms)
             .values()
             .filter_map(|a| a.snapshot())
             .collect();
-        histograms.sort_by_key(|h| h.hash);
+        histograms.sort_unstable_by_key(|h| h.hash);
         SavedProgress {
             position,
             series,
