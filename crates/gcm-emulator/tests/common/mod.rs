@@ -202,9 +202,9 @@ pub fn histogram(
     )
 }
 
-/// Asserts `status` is the partial-failure answer and returns its summary.
+/// Asserts `status` is a partial-failure answer and returns its summary, whatever its counts.
 #[track_caller]
-pub fn partial_failure(status: &Status, total: i32, success: i32) -> CreateTimeSeriesSummary {
+pub fn partial_failure_summary(status: &Status) -> CreateTimeSeriesSummary {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(
         status
@@ -213,8 +213,13 @@ pub fn partial_failure(status: &Status, total: i32, success: i32) -> CreateTimeS
         "{}",
         status.message()
     );
-    let summary =
-        gcm_api::summary_from_status(status).expect("a CreateTimeSeriesSummary in the details");
+    gcm_api::summary_from_status(status).expect("a CreateTimeSeriesSummary in the details")
+}
+
+/// Asserts `status` is the partial-failure answer with these counts and returns its summary.
+#[track_caller]
+pub fn partial_failure(status: &Status, total: i32, success: i32) -> CreateTimeSeriesSummary {
+    let summary = partial_failure_summary(status);
     assert_eq!(summary.total_point_count, total, "total points");
     assert_eq!(summary.success_point_count, success, "written points");
     assert_eq!(summary.errors.len(), 1);

@@ -261,3 +261,29 @@ impl EmulatorClient {
         all
     }
 }
+
+/// Timestamps (ms) of every non-NaN sample of the last hour that the Prometheus at `prom` holds
+/// for the one series `matchers` (PromQL label matchers) select.
+pub async fn prometheus_sample_times(prom: &str, matchers: &[String]) -> Vec<i64> {
+    let query = format!("{{{}}}[1h]", matchers.join(","));
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{prom}/api/v1/query"))
+        .query(&[("query", query.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let result = body["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(result.len(), 1, "{query}: {body}");
+    result[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v[1].as_str() != Some("NaN"))
+        .map(|v| (v[0].as_f64().unwrap() * 1000.0).round() as i64)
+        .collect()
+}
