@@ -206,6 +206,32 @@ fn process_usage(pid: u32) -> Option<(f64, u64)> {
     Some((ticks / 100.0, hwm_kb * 1024))
 }
 
+/// Voluntary and involuntary context switches of the live threads of `pid`.
+fn context_switches(pid: u32) -> (u64, u64) {
+    let mut total = (0, 0);
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return total;
+    };
+    for task in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        for line in status.lines() {
+            let value = |l: &str| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            if line.starts_with("voluntary_ctxt_switches:") {
+                total.0 += value(line).unwrap_or(0);
+            } else if line.starts_with("nonvoluntary_ctxt_switches:") {
+                total.1 += value(line).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
 /// The sidecar's own counters, from its `/metrics`.
 #[derive(Debug, Default)]
 struct SidecarCounts {
@@ -215,6 +241,8 @@ struct SidecarCounts {
     failed: f64,
     /// Points refused by the sidecar's own validation before sending.
     invalid: f64,
+    /// Shards at the time of the scrape.
+    shards: f64,
 }
 
 async fn scrape(client: &reqwest::Client, url: &str) -> Option<SidecarCounts> {
@@ -232,6 +260,7 @@ async fn scrape(client: &reqwest::Client, url: &str) -> Option<SidecarCounts> {
             "prometheus_remote_storage_succeeded_samples_total" => c.succeeded += v,
             "prometheus_remote_storage_failed_samples_total" => c.failed += v,
             "prometheus_sidecar_export_points_dropped_total" => c.invalid += v,
+            "prometheus_remote_storage_shards" => c.shards = v,
             _ => {}
         }
     }
@@ -326,7 +355,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let metrics_url = format!("http://{web}/metrics");
     let deadline = started + Duration::from_secs(args.timeout.as_secs());
     let mut read_at = None;
-    let (cpu, rss, done_at) = loop {
+    let mut most_shards = 0.0f64;
+    let (cpu, rss, switches, done_at) = loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         if let Ok(Some(status)) = child.0.try_wait() {
             let log = std::fs::read_to_string(work.path().join("sidecar.log")).unwrap_or_default();
@@ -334,6 +364,9 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         }
         let usage = process_usage(pid);
         let counts_now = scrape(&client, &metrics_url).await;
+        if let Some(c) = &counts_now {
+            most_shards = most_shards.max(c.shards);
+        }
         if read_at.is_none()
             && let Some(c) = &counts_now
             && c.processed >= counts.samples as f64
@@ -349,7 +382,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 c.processed, c.produced, c.succeeded, c.failed, c.invalid
             );
             let (cpu, rss) = usage.context("reading /proc")?;
-            break (cpu, rss, Instant::now());
+            break (cpu, rss, context_switches(pid), Instant::now());
         }
         if Instant::now() > deadline {
             bail!("not done after {}", args.timeout);
@@ -365,9 +398,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let points = sink.points.load(Ordering::Relaxed);
     let m = counts.samples as f64 / 1e6;
     println!("sidecar: {}", args.sidecar.display());
+    let bytes = sink.bytes.load(Ordering::Relaxed);
     println!(
-        "delivered: {points} points in {} requests",
-        sink.requests.load(Ordering::Relaxed)
+        "delivered: {points} points in {} requests, {:.2} GB of request bodies ({:.0} bytes per \
+         point)",
+        sink.requests.load(Ordering::Relaxed),
+        bytes as f64 / 1e9,
+        bytes as f64 / points.max(1) as f64
     );
     println!(
         "first point after {:.2} s; every WAL sample read after {:.2} s; last point after \
@@ -382,6 +419,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         counts.samples as f64 / wall.as_secs_f64()
     );
     println!("cpu: {cpu:.2} s = {:.3} CPU-s per million samples", cpu / m);
+    println!(
+        "context switches: {} voluntary, {} involuntary; most shards at once: {most_shards}",
+        switches.0, switches.1
+    );
     println!(
         "peak RSS: {:.1} MB = {:.0} bytes per series",
         rss as f64 / 1e6,

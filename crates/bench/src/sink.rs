@@ -21,6 +21,8 @@ pub struct SinkCounts {
     pub requests: AtomicU64,
     /// Time series (one point each) received.
     pub points: AtomicU64,
+    /// Bytes of the encoded requests (gRPC message bodies).
+    pub bytes: AtomicU64,
     /// When the first and the latest points arrived.
     pub times: Mutex<Option<(Instant, Instant)>>,
 }
@@ -52,14 +54,15 @@ impl tonic::server::NamedService for Sink {
     const NAME: &'static str = "google.monitoring.v3.MetricService";
 }
 
-impl tonic::server::UnaryService<u64> for Sink {
+impl tonic::server::UnaryService<(u64, u64)> for Sink {
     type Response = ();
     type Future = BoxFuture<Response<()>, Status>;
 
-    fn call(&mut self, request: Request<u64>) -> Self::Future {
-        let n = request.into_inner();
+    fn call(&mut self, request: Request<(u64, u64)>) -> Self::Future {
+        let (n, bytes) = request.into_inner();
         self.counts.requests.fetch_add(1, Ordering::Relaxed);
         self.counts.points.fetch_add(n, Ordering::Relaxed);
+        self.counts.bytes.fetch_add(bytes, Ordering::Relaxed);
         let now = Instant::now();
         if let Ok(mut t) = self.counts.times.lock() {
             *t = Some(t.map_or((now, now), |(first, _)| (first, now)));
@@ -91,13 +94,13 @@ where
     }
 }
 
-/// Decodes a `CreateTimeSeriesRequest` into the number of its `time_series` entries.
+/// Decodes a `CreateTimeSeriesRequest` into the number of its `time_series` entries and its size.
 #[derive(Clone, Copy, Default)]
 struct CountingCodec;
 
 impl Codec for CountingCodec {
     type Encode = ();
-    type Decode = u64;
+    type Decode = (u64, u64);
     type Encoder = CountingCodec;
     type Decoder = CountingCodec;
 
@@ -135,10 +138,11 @@ fn varint(buf: &mut DecodeBuf<'_>) -> Result<u64, Status> {
 }
 
 impl Decoder for CountingCodec {
-    type Item = u64;
+    type Item = (u64, u64);
     type Error = Status;
 
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<u64>, Status> {
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<(u64, u64)>, Status> {
+        let size = buf.remaining() as u64;
         let mut series = 0;
         while buf.has_remaining() {
             let key = varint(buf)?;
@@ -160,6 +164,6 @@ impl Decoder for CountingCodec {
             }
             buf.advance(skip);
         }
-        Ok(Some(series))
+        Ok(Some((series, size)))
     }
 }

@@ -172,6 +172,8 @@ pub struct Stats {
     pub points_attempted: AtomicU64,
     /// Shards sending now.
     pub shards: AtomicU64,
+    /// Time the reader spent waiting on full shard queues, in microseconds.
+    pub reader_blocked_micros: AtomicU64,
     /// Requests per duration bucket ([`SEND_DURATION_BUCKETS`], then +Inf); not cumulative.
     send_duration_buckets: [AtomicU64; SEND_DURATION_BUCKETS.len() + 1],
     /// Points by the gRPC status the API gave them (the original's `point_count{status}`).

@@ -9,6 +9,14 @@
 //! count does not flap, and nothing changes while requests are failing (resharding waits for
 //! every shard to drain, which a failing backend would make slow). This module only decides;
 //! [`super::router`] applies.
+//!
+//! That formula cannot see a reader held back by its own shards: a fast backend answers
+//! quickly, so few shards seem enough, while the reader waits on full queues and the backlog is
+//! read slower than the machine allows. So while the reader spends a quarter of its time or
+//! more waiting, the controller *probes*: it doubles the shards, and a second later compares
+//! the points sent per second. A gain of a tenth or more keeps the new count (and the next
+//! probe may double again); otherwise the count goes back and no probe above it is tried for a
+//! minute. Probed counts are kept as a floor while the reader keeps waiting.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -28,6 +36,14 @@ pub const FIRST_TICK: Duration = Duration::from_secs(1);
 
 /// Weight of the newest interval in the smoothed rates (the original's).
 const ALPHA: f64 = 0.2;
+
+/// Share of an interval the reader must spend waiting on full queues before more shards are
+/// probed.
+const BLOCKED_SHARE: f64 = 0.25;
+/// Gain in points sent per second a probe must bring to be kept.
+const PROBE_GAIN: f64 = 1.1;
+/// How long a failed probe's count is not tried again.
+const PROBE_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Limits of the shard count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +133,7 @@ struct Reading {
     wal_read: u64,
     wal_lag: u64,
     retries: u64,
+    reader_blocked_micros: u64,
 }
 
 impl Reading {
@@ -128,6 +145,7 @@ impl Reading {
             wal_read: stats.wal_bytes_read.load(Relaxed),
             wal_lag: stats.wal_lag_bytes.load(Relaxed),
             retries: stats.retries.load(Relaxed),
+            reader_blocked_micros: stats.reader_blocked_micros.load(Relaxed),
         }
     }
 }
@@ -141,6 +159,92 @@ struct Controller {
     send_seconds: Ewma,
     wal_written: Ewma,
     wal_read: Ewma,
+    /// The last interval's unsmoothed points sent per second and reader waiting share.
+    last_interval: Interval,
+}
+
+/// What the last interval alone measured.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Interval {
+    /// Points in completed request attempts, per second.
+    pub points_out: f64,
+    /// Share of the interval the reader waited on full queues (0 to 1).
+    pub blocked: f64,
+}
+
+/// A doubling of the shards whose effect is being measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Probe {
+    from: usize,
+    to: usize,
+    points_out_before: f64,
+}
+
+/// The probing of more shards for a reader held back by its own queues.
+#[derive(Debug, Default)]
+pub struct Prober {
+    probe: Option<Probe>,
+    /// Counts that proved better, kept while the reader waits.
+    floor: usize,
+    /// A count that brought nothing, and until when it is not tried again.
+    ceiling: Option<(usize, tokio::time::Instant)>,
+}
+
+impl Prober {
+    /// The count to ask for, given what the formula asks for (`None`: keep `current`) and the
+    /// last interval's measurements.
+    pub fn decide(
+        &mut self,
+        formula: Option<usize>,
+        current: usize,
+        interval: Interval,
+        bounds: ShardBounds,
+        now: tokio::time::Instant,
+    ) -> Option<usize> {
+        if self.ceiling.is_some_and(|(_, until)| now >= until) {
+            self.ceiling = None;
+        }
+        if let Some(probe) = self.probe.take() {
+            if current != probe.to {
+                // Something else changed the count meanwhile: the measurement means nothing.
+                return formula;
+            }
+            if interval.points_out >= probe.points_out_before * PROBE_GAIN {
+                self.floor = probe.to;
+            } else {
+                self.ceiling = Some((probe.to, now + PROBE_BACKOFF));
+                return Some(probe.from);
+            }
+        }
+        if interval.blocked < BLOCKED_SHARE {
+            self.floor = 0;
+            return formula;
+        }
+        // After a probe that brought nothing, the formula may not grow the count either while
+        // the reader waits: it assumes the time requests take is what holds the reader back,
+        // and the probe just showed otherwise.
+        let formula = match (formula, self.ceiling) {
+            (Some(f), Some(_)) if f > current => None,
+            _ => formula,
+        };
+        let wanted = formula.unwrap_or(current).max(self.floor);
+        let to = (current * 2).min(bounds.max);
+        let allowed = to > current && self.ceiling.is_none_or(|(c, _)| to < c);
+        if wanted <= current && allowed && interval.points_out > 0.0 {
+            self.probe = Some(Probe {
+                from: current,
+                to,
+                points_out_before: interval.points_out,
+            });
+            return Some(to);
+        }
+        (wanted != current).then_some(wanted)
+    }
+
+    /// Whether the last decision started a probe.
+    pub fn probing(&self) -> bool {
+        self.probe.is_some()
+    }
 }
 
 impl Controller {
@@ -160,6 +264,14 @@ impl Controller {
         self.wal_written.tick(written, interval);
         self.wal_read.tick(read, interval);
         let failed = now.retries > self.last.retries;
+        let seconds = interval.as_secs_f64().max(1e-3);
+        self.last_interval = Interval {
+            points_out: d(now.points_out, self.last.points_out) / seconds,
+            blocked: (d(now.reader_blocked_micros, self.last.reader_blocked_micros)
+                / 1e6
+                / seconds)
+                .min(1.0),
+        };
         self.last = now;
         failed
     }
@@ -190,6 +302,7 @@ pub async fn run(
         last: Reading::take(&stats),
         ..Controller::default()
     };
+    let mut prober = Prober::default();
     let mut wait = FIRST_TICK.min(tick);
     let mut since = tokio::time::Instant::now();
     loop {
@@ -205,7 +318,19 @@ pub async fn run(
         }
         let current = resharder.current();
         let rates = controller.rates();
-        if let Some(new) = desired_shards(&rates, current, bounds) {
+        let formula = desired_shards(&rates, current, bounds);
+        let decided = prober.decide(
+            formula,
+            current,
+            controller.last_interval,
+            bounds,
+            tokio::time::Instant::now(),
+        );
+        if prober.probing() {
+            // A probe is judged on the next interval alone: soon, so a catch-up profits.
+            wait = FIRST_TICK.min(tick);
+        }
+        if let Some(new) = decided.filter(|n| *n != current) {
             tracing::info!(
                 from = current,
                 to = new,
@@ -266,6 +391,71 @@ mod tests {
         );
     }
 
+    fn interval(points_out: f64, blocked: f64) -> Interval {
+        Interval {
+            points_out,
+            blocked,
+        }
+    }
+
+    #[test]
+    fn a_waiting_reader_makes_the_prober_double_while_it_helps() {
+        let mut p = Prober::default();
+        let t0 = tokio::time::Instant::now();
+        // The reader waits half the time; the formula is content: probe 2 → 4.
+        assert_eq!(p.decide(None, 2, interval(100.0, 0.5), BOUNDS, t0), Some(4));
+        assert!(p.probing());
+        // 4 shards sent 30 % more: kept, and the next probe starts at once.
+        assert_eq!(p.decide(None, 4, interval(130.0, 0.5), BOUNDS, t0), Some(8));
+        // 8 brought nothing: back to 4, whatever the formula says.
+        assert_eq!(
+            p.decide(Some(9), 8, interval(131.0, 0.5), BOUNDS, t0),
+            Some(4)
+        );
+        assert!(!p.probing());
+        // For a minute neither a probe nor the formula takes the reader-bound count higher,
+        // and the proven floor holds against a formula asking for fewer.
+        let later = t0 + Duration::from_secs(30);
+        assert_eq!(
+            p.decide(Some(12), 4, interval(130.0, 0.5), BOUNDS, later),
+            None
+        );
+        assert_eq!(
+            p.decide(Some(2), 4, interval(130.0, 0.5), BOUNDS, later),
+            None
+        );
+        // After it, probing resumes.
+        let after = t0 + Duration::from_secs(61);
+        assert_eq!(
+            p.decide(None, 4, interval(130.0, 0.5), BOUNDS, after),
+            Some(8)
+        );
+    }
+
+    #[test]
+    fn the_prober_leaves_a_free_reader_to_the_formula_and_keeps_bounds() {
+        let mut p = Prober::default();
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(
+            p.decide(Some(3), 6, interval(100.0, 0.1), BOUNDS, t0),
+            Some(3)
+        );
+        assert_eq!(p.decide(None, 6, interval(100.0, 0.0), BOUNDS, t0), None);
+        // Never beyond the maximum, and nothing to probe at it.
+        let small = ShardBounds { min: 1, max: 5 };
+        assert_eq!(p.decide(None, 4, interval(100.0, 0.9), small, t0), Some(5));
+        assert_eq!(p.decide(None, 5, interval(200.0, 0.9), small, t0), None);
+        // Nothing sent yet: nothing to compare a probe with.
+        let mut q = Prober::default();
+        assert_eq!(q.decide(None, 1, interval(0.0, 1.0), BOUNDS, t0), None);
+        // Another change meanwhile voids the probe's measurement.
+        assert_eq!(q.decide(None, 1, interval(10.0, 1.0), BOUNDS, t0), Some(2));
+        assert_eq!(
+            q.decide(Some(7), 5, interval(1.0, 1.0), BOUNDS, t0),
+            Some(7)
+        );
+    }
+
     #[test]
     fn nothing_sent_means_no_change() {
         let r = Rates {
@@ -286,10 +476,12 @@ mod tests {
             wal_read: 1000,
             wal_lag: 500,
             retries: 0,
+            reader_blocked_micros: 250_000,
         };
         assert!(!c.tick(now, second));
         assert_eq!(c.rates().points_in, 100.0);
         assert_eq!(c.rates().wal_written, 1500.0);
+        assert_eq!(c.last_interval, interval(100.0, 0.25));
         now.points_in += 200;
         now.wal_read += 1000;
         now.wal_lag = 0;

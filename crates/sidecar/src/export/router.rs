@@ -8,11 +8,12 @@
 //! ([`super::lanes`]) do not move between restarts or reshards; only their owner does. This
 //! module never batches, sends or converts.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::client::TimeSeriesSink;
@@ -77,29 +78,31 @@ impl Exporter {
     ) -> Exporter {
         let runtime = Handle::current();
         let shards = config.shards.clamp(1, LANES);
+        let (idle_tx, idle) = tokio::sync::watch::channel(0);
         let parts = ShardParts {
             sink,
             config,
             stats: stats.clone(),
             tracker,
+            idle,
         };
         let spawn_on = runtime.clone();
         let spawn: Box<Spawner> =
             Box::new(move |index, count| spawn_shard(&spawn_on, &parts, index, count));
         let (senders, tasks): (Vec<_>, Vec<_>) = (0..shards).map(|i| spawn(i, shards)).unzip();
         stats.set_shards(shards);
-        Exporter {
-            shared: Arc::new(Shared {
-                tasks: Mutex::new(Some(tasks)),
-                initial: std::sync::Mutex::new(Some(senders)),
-                spawn,
-                requested: AtomicUsize::new(0),
-                current: AtomicUsize::new(shards),
-                resharding: AtomicBool::new(false),
-                runtime,
-                stats,
-            }),
-        }
+        let shared = Arc::new(Shared {
+            tasks: Mutex::new(Some(tasks)),
+            initial: std::sync::Mutex::new(Some(senders)),
+            spawn,
+            requested: AtomicUsize::new(0),
+            current: AtomicUsize::new(shards),
+            resharding: AtomicBool::new(false),
+            runtime,
+            stats: stats.clone(),
+        });
+        tokio::spawn(watch_idle(Arc::downgrade(&shared), stats, idle_tx));
+        Exporter { shared }
     }
 
     /// The reader's handle. Only the first call gets the queues; a later handle is closed.
@@ -134,6 +137,32 @@ impl Exporter {
         let tasks = self.shared.tasks.lock().await.take().unwrap_or_default();
         for task in tasks {
             let _ = task.await;
+        }
+    }
+}
+
+/// How long the reader must have read nothing before the shards send their partial batches
+/// (rather than waiting up to the batch deadline for points that are not coming).
+pub const IDLE_FLUSH_AFTER: Duration = Duration::from_millis(500);
+
+/// Signals the shards once per quiet spell of the reader of at least [`IDLE_FLUSH_AFTER`];
+/// ends with the export stage.
+async fn watch_idle(shared: Weak<Shared>, stats: Arc<Stats>, idle: watch::Sender<u64>) {
+    let mut tick = tokio::time::interval(IDLE_FLUSH_AFTER / 4);
+    let mut last = stats.wal_bytes_read.load(Relaxed);
+    let mut read_at = tokio::time::Instant::now();
+    let mut signalled = true;
+    loop {
+        tick.tick().await;
+        if shared.strong_count() == 0 {
+            return;
+        }
+        let now = stats.wal_bytes_read.load(Relaxed);
+        if now != last {
+            (last, read_at, signalled) = (now, tokio::time::Instant::now(), false);
+        } else if !signalled && read_at.elapsed() >= IDLE_FLUSH_AFTER {
+            idle.send_modify(|generation| *generation += 1);
+            signalled = true;
         }
     }
 }
@@ -191,9 +220,22 @@ impl ExportHandle {
 
     fn hand_over(&mut self, shard: usize) -> Result<(), ExportClosed> {
         let chunk = std::mem::take(&mut self.pending[shard]);
-        self.senders[shard]
-            .blocking_send(chunk)
-            .map_err(|_| ExportClosed)
+        let sender = &self.senders[shard];
+        match sender.try_send(chunk) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(ExportClosed),
+            Err(mpsc::error::TrySendError::Full(chunk)) => {
+                // The shards are not keeping up: how long the reader waits is what tells the
+                // autoscaler that more shards may help.
+                let started = std::time::Instant::now();
+                let sent = sender.blocking_send(chunk).map_err(|_| ExportClosed);
+                self.shared
+                    .stats
+                    .reader_blocked_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                sent
+            }
+        }
     }
 
     /// Number of shards.
@@ -292,6 +334,60 @@ mod tests {
             &[("job", "j".to_string())],
             PointKind::GaugeDouble,
         ))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_reader_makes_partial_batches_leave_before_their_deadline() {
+        let sink = Arc::new(SlowSink::default());
+        let stats = Arc::new(Stats::default());
+        let mut config = ExportConfig::new("p", 2).without_time_limits();
+        config.batch_deadline = Duration::from_secs(600);
+        let exporter = Exporter::start(sink.clone(), config, stats.clone(), None);
+        let mut handle = exporter.handle();
+        let points: Vec<QueuedPoint> = (0..10)
+            .map(|i| QueuedPoint {
+                series: series(i),
+                point: Point {
+                    start_ms: None,
+                    end_ms: 1_000,
+                    value: PointValue::Double(1.0),
+                },
+                position: WalPosition::default(),
+                delivery: None,
+            })
+            .collect();
+        let reader_stats = stats.clone();
+        let started = std::time::Instant::now();
+        let handle = tokio::task::spawn_blocking(move || {
+            // The reader read something, handed it over, and then finds nothing more.
+            reader_stats.wal_bytes_read.fetch_add(100, Relaxed);
+            for p in points {
+                handle.push_blocking(p).unwrap();
+            }
+            handle.flush_blocking().unwrap();
+            handle
+        })
+        .await
+        .unwrap();
+        let count = || {
+            sink.requests
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, r)| r.time_series.len())
+                .sum::<usize>()
+        };
+        while count() < 10 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "partial batches still waiting for their deadline"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Not before the reader has been quiet for a while.
+        assert!(started.elapsed() >= IDLE_FLUSH_AFTER);
+        drop(handle);
+        exporter.finish().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

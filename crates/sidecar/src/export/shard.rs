@@ -139,6 +139,8 @@ pub(super) fn spawn_shard<S: TimeSeriesSink>(
     let (tx, rx) = mpsc::channel(chunks_per_queue(config.capacity_per_shard));
     let lanes = lanes_of_shard(index, count);
     let shard = Shard {
+        idle: parts.idle.clone(),
+        idle_open: true,
         index,
         completed_by_lane: vec![0; lanes.len()],
         lanes,
@@ -179,6 +181,8 @@ pub(super) struct ShardParts<S> {
     pub config: ExportConfig,
     pub stats: Arc<Stats>,
     pub tracker: Option<Arc<DeliveryTracker>>,
+    /// Changes when the reader has found nothing new in the WAL for a while.
+    pub idle: tokio::sync::watch::Receiver<u64>,
 }
 
 /// One point of the batch being assembled.
@@ -190,6 +194,11 @@ struct Entry {
 }
 
 struct Shard<S> {
+    /// Changes when the reader has been idle a while: a partial batch then goes out at once
+    /// instead of waiting for its deadline, since no more points are coming soon.
+    idle: tokio::sync::watch::Receiver<u64>,
+    /// Whether `idle` can still change (its sender lives).
+    idle_open: bool,
     index: usize,
     /// The lanes this shard sends (their delivery marks are this shard's to write).
     lanes: Range<usize>,
@@ -217,7 +226,10 @@ impl<S: TimeSeriesSink> Shard<S> {
     async fn run(mut self) {
         loop {
             let deadline = self.batch_deadline;
+            let idle_armed = self.idle_open && !self.batch.is_empty();
             tokio::select! {
+                // Queued points first: an idle reader's signal only flushes an empty queue.
+                biased;
                 chunk = self.rx.recv() => match chunk {
                     Some(chunk) => {
                         self.stats.queue_taken(chunk.len() as u64);
@@ -237,6 +249,10 @@ impl<S: TimeSeriesSink> Shard<S> {
                     None => break,
                 },
                 _ = sleep_until_opt(deadline) => self.flush().await,
+                changed = self.idle.changed(), if idle_armed => match changed {
+                    Ok(()) => self.flush().await,
+                    Err(_) => self.idle_open = false,
+                },
             }
         }
         self.flush().await;
@@ -247,6 +263,8 @@ impl<S: TimeSeriesSink> Shard<S> {
             self.flush().await;
         }
         if self.batch.is_empty() {
+            // Only an idle signal given after the batch began flushes it.
+            self.idle.borrow_and_update();
             // The deadline counts from the first point of a batch (the original's timer was not
             // reset then, so a batch could leave almost empty; quirk fixed).
             self.batch_deadline = Some(Instant::now() + self.config.batch_deadline);

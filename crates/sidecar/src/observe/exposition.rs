@@ -264,6 +264,13 @@ pub fn render(
         c(&stats.shards),
     );
     w.single(
+        "prometheus_sidecar_reader_blocked_seconds_total",
+        Kind::Counter,
+        "Time the WAL reader waited for room in full shard queues.",
+        &[],
+        c(&stats.reader_blocked_micros) / 1e6,
+    );
+    w.single(
         "prometheus_build_info",
         Kind::Gauge,
         "Build information; always 1. goversion names the toolchain (this build is not Go).",
