@@ -19,3 +19,14 @@ pub fn prefetch<T: ?Sized>(p: *const T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
 }
+
+/// Asks the CPU to load every cache line of `bytes` (at most the first 512 bytes).
+#[inline(always)]
+pub fn prefetch_slice(bytes: &[u8]) {
+    let start = bytes.as_ptr();
+    let mut offset = 0;
+    while offset < bytes.len().min(512) {
+        prefetch(start.wrapping_add(offset));
+        offset += 128;
+    }
+}

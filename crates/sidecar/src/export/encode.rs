@@ -18,6 +18,7 @@ use gcm_api::monitoring::{Point as PointProto, TimeInterval, TypedValue, typed_v
 use prost::Message;
 use prost::encoding::{WireType, decode_varint, encode_key, encode_varint, encoded_len_varint};
 
+use super::point_bytes::scalar_point;
 use super::validate::{Invalid, check_series};
 
 /// `CreateTimeSeriesRequest.name`.
@@ -287,7 +288,8 @@ fn timestamp(ms: i64) -> prost_types::Timestamp {
 }
 
 impl Point {
-    fn into_proto(self) -> PointProto {
+    /// The point as a prost message (the slow path; scalar points are written directly).
+    pub(super) fn into_proto(self) -> PointProto {
         PointProto {
             interval: Some(TimeInterval {
                 end_time: Some(timestamp(self.end_ms)),
@@ -323,18 +325,37 @@ impl Distribution {
     }
 }
 
+/// Writes the key (a field number below 16, length-delimited) and length of a field into
+/// `out`; returns how many bytes that took.
+fn put_field_head(tag: u32, len: usize, out: &mut [u8; 11]) -> usize {
+    out[0] = (tag << 3) as u8 | 2;
+    let mut n = 1;
+    let mut v = len as u64;
+    while v >= 0x80 && n < out.len() - 1 {
+        out[n] = v as u8 | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    out[n] = v as u8;
+    n + 1
+}
+
 /// Builds the bytes of one `CreateTimeSeriesRequest`, series by series; [`RequestBuilder::take`]
 /// hands them over without a copy, and the buffer is reused once the request is dropped.
 #[derive(Debug, Default)]
 pub struct RequestBuilder {
     buf: BytesMut,
     series: usize,
+    /// Size of the largest request taken so far: room reserved at once for the next one, so
+    /// that a request is not built by repeated growing and copying.
+    largest: usize,
 }
 
 impl RequestBuilder {
     /// Starts a request for `projects/<project_id>`, discarding what the buffer held.
     pub fn start(&mut self, project_name: &str) {
         self.buf.clear();
+        self.buf.reserve(self.largest);
         self.series = 0;
         encode_key(REQUEST_NAME_TAG, WireType::LengthDelimited, &mut self.buf);
         encode_varint(project_name.len() as u64, &mut self.buf);
@@ -343,6 +364,21 @@ impl RequestBuilder {
 
     /// Appends one time series with exactly one point.
     pub fn push(&mut self, series: &SeriesPrototype, point: Point) {
+        if let Some(point) = scalar_point(&point) {
+            let point = point.as_slice();
+            let point_field_len = 1 + encoded_len_varint(point.len() as u64) + point.len();
+            let series_len = series.encoded.len() + point_field_len;
+            self.buf.reserve(1 + 3 + series_len);
+            let mut head = [0u8; 11];
+            let head_len = put_field_head(REQUEST_TIME_SERIES_TAG, series_len, &mut head);
+            self.buf.extend_from_slice(&head[..head_len]);
+            self.buf.extend_from_slice(&series.encoded);
+            let head_len = put_field_head(TIME_SERIES_POINTS_TAG, point.len(), &mut head);
+            self.buf.extend_from_slice(&head[..head_len]);
+            self.buf.extend_from_slice(point);
+            self.series += 1;
+            return;
+        }
         let point = point.into_proto();
         let point_len = point.encoded_len();
         let point_field_len = prost::encoding::key_len(TIME_SERIES_POINTS_TAG)
@@ -387,6 +423,7 @@ impl RequestBuilder {
     /// The request, leaving the builder empty.
     pub fn take(&mut self) -> Bytes {
         self.series = 0;
+        self.largest = self.largest.max(self.buf.len());
         self.buf.split().freeze()
     }
 }

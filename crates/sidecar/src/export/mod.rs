@@ -9,6 +9,7 @@ pub mod drops;
 pub mod encode;
 pub mod files;
 pub mod lanes;
+mod point_bytes;
 pub mod router;
 pub mod shard;
 pub mod validate;

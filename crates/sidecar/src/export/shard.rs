@@ -506,7 +506,21 @@ impl<S: TimeSeriesSink> Shard<S> {
 
     fn encode(&mut self, batch: &[Entry], group: &[usize]) -> Bytes {
         self.builder.start(&self.config.project_name);
-        for i in group {
+        // Copying each prototype's bytes is the cost here, and they lie far apart: load the
+        // prototypes well ahead and their bytes (found through them) a little less far ahead.
+        let series_at = |n: usize| group.get(n).map(|i| &batch[*i].series);
+        for n in 0..2 * PREFETCH_AHEAD {
+            if let Some(s) = series_at(n) {
+                crate::prefetch::prefetch(Arc::as_ptr(s));
+            }
+        }
+        for (n, i) in group.iter().enumerate() {
+            if let Some(s) = series_at(n + 2 * PREFETCH_AHEAD) {
+                crate::prefetch::prefetch(Arc::as_ptr(s));
+            }
+            if let Some(s) = series_at(n + PREFETCH_AHEAD) {
+                crate::prefetch::prefetch_slice(&s.encoded);
+            }
             let entry = &batch[*i];
             self.builder.push(&entry.series, entry.point.clone());
         }
