@@ -46,6 +46,14 @@ const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for queued points to be sent at shutdown.
 const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Threads for the async side (shards, the HTTP/2 connection, the web server): the CPUs this
+/// process may use (cgroup limits included) less the one the WAL reader keeps busy, at least
+/// one and at most four. On two CPUs that is one: a second worker would only contend with the
+/// reader for the same cores, costing a quarter more CPU per sample and slowing catch-up.
+fn async_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).clamp(1, 4))
+}
+
 fn main() -> ExitCode {
     let flags = match Flags::try_parse() {
         Ok(flags) => flags,
@@ -67,7 +75,7 @@ fn main() -> ExitCode {
     // Before any TLS client exists (the API channel, the credentials' token requests).
     install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(async_workers())
         .enable_all()
         .build()
     {

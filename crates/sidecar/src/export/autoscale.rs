@@ -13,7 +13,7 @@
 //! That formula cannot see a reader held back by its own shards: a fast backend answers
 //! quickly, so few shards seem enough, while the reader waits on full queues and the backlog is
 //! read slower than the machine allows. So while the reader spends a quarter of its time or
-//! more waiting, the controller *probes*: it doubles the shards, and a second later compares
+//! more waiting, the controller *probes*: it doubles the shards, and half a second later compares
 //! the points sent per second. A gain of a tenth or more keeps the new count (and the next
 //! probe may double again); otherwise the count goes back and no probe above it is tried for a
 //! minute. Probed counts are kept as a floor while the reader keeps waiting.
@@ -42,6 +42,9 @@ const ALPHA: f64 = 0.2;
 const BLOCKED_SHARE: f64 = 0.25;
 /// Gain in points sent per second a probe must bring to be kept.
 const PROBE_GAIN: f64 = 1.1;
+/// How long after a probe its effect is measured: long enough for the reshard's drain to be a
+/// small part of it, short enough that a catch-up of a few seconds profits.
+const PROBE_TICK: Duration = Duration::from_millis(500);
 /// How long a failed probe's count is not tried again.
 const PROBE_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -328,7 +331,7 @@ pub async fn run(
         );
         if prober.probing() {
             // A probe is judged on the next interval alone: soon, so a catch-up profits.
-            wait = FIRST_TICK.min(tick);
+            wait = PROBE_TICK.min(tick);
         }
         if let Some(new) = decided.filter(|n| *n != current) {
             tracing::info!(

@@ -3,8 +3,6 @@
 //! tree per point. The bytes are exactly what prost writes for the same `Point` message
 //! (fields in field-number order, proto3 defaults left out); distributions are not handled here.
 
-use prost::encoding::encoded_len_varint;
-
 use super::encode::{Point, PointValue};
 
 // google.monitoring.v3.Point
@@ -28,12 +26,18 @@ fn split(ms: i64) -> (i64, i32) {
     )
 }
 
-/// The encoded body of a `Point` with a plain value: at most 2 + 2 × 19 bytes of interval and
-/// 2 + 11 of value.
+/// The encoded body of a `Point` with a plain value. Every nested message in it is shorter
+/// than 128 bytes (a timestamp at most 2 + 10 + 5, the interval 2 × 19, the value 11), so each
+/// length takes one byte and can be filled in after its message is written: one pass, no
+/// sizing pass.
 pub struct PointBytes {
     bytes: [u8; 64],
     len: usize,
 }
+
+const VARINT: u8 = 0;
+const SIXTY_FOUR_BIT: u8 = 1;
+const LENGTH_DELIMITED: u8 = 2;
 
 impl PointBytes {
     /// The bytes.
@@ -42,7 +46,7 @@ impl PointBytes {
     }
 
     fn put(&mut self, byte: u8) {
-        // The capacity bound above keeps `len` inside the array.
+        // The bounds above keep `len` inside the array.
         if let Some(b) = self.bytes.get_mut(self.len) {
             *b = byte;
             self.len += 1;
@@ -61,10 +65,24 @@ impl PointBytes {
         self.put((tag << 3) as u8 | wire_type);
     }
 
+    /// Starts a length-delimited field; returns where its length byte goes.
+    fn open(&mut self, tag: u32) -> usize {
+        self.put_key(tag, LENGTH_DELIMITED);
+        self.put(0);
+        self.len - 1
+    }
+
+    /// Fills in the length of the field opened at `at`.
+    fn close(&mut self, at: usize) {
+        let len = self.len - at - 1;
+        if let Some(b) = self.bytes.get_mut(at) {
+            *b = len as u8;
+        }
+    }
+
     fn put_timestamp(&mut self, tag: u32, ms: i64) {
         let (seconds, nanos) = split(ms);
-        self.put_key(tag, LENGTH_DELIMITED);
-        self.put_varint(timestamp_len(seconds, nanos) as u64);
+        let at = self.open(tag);
         if seconds != 0 {
             self.put_key(TIMESTAMP_SECONDS_TAG, VARINT);
             self.put_varint(seconds as u64);
@@ -73,57 +91,27 @@ impl PointBytes {
             self.put_key(TIMESTAMP_NANOS_TAG, VARINT);
             self.put_varint(nanos as i64 as u64);
         }
+        self.close(at);
     }
-}
-
-const VARINT: u8 = 0;
-const SIXTY_FOUR_BIT: u8 = 1;
-const LENGTH_DELIMITED: u8 = 2;
-
-/// Length of a `Timestamp` message's body (keys are one byte each).
-fn timestamp_len(seconds: i64, nanos: i32) -> usize {
-    let mut len = 0;
-    if seconds != 0 {
-        len += 1 + encoded_len_varint(seconds as u64);
-    }
-    if nanos != 0 {
-        len += 1 + encoded_len_varint(nanos as i64 as u64);
-    }
-    len
-}
-
-/// Length of a length-delimited field with a one-byte key and a body of `body` bytes.
-fn field_len(body: usize) -> usize {
-    1 + encoded_len_varint(body as u64) + body
-}
-
-fn timestamp_field_len(ms: i64) -> usize {
-    let (seconds, nanos) = split(ms);
-    field_len(timestamp_len(seconds, nanos))
 }
 
 /// The body of a `Point` message (without its own key and length), or `None` for a
 /// distribution.
 pub fn scalar_point(point: &Point) -> Option<PointBytes> {
-    let value_len = match point.value {
-        PointValue::Double(_) => 1 + 8,
-        PointValue::Int64(v) => 1 + encoded_len_varint(v as u64),
-        PointValue::Distribution(_) => return None,
-    };
-    let interval_len =
-        timestamp_field_len(point.end_ms) + point.start_ms.map_or(0, timestamp_field_len);
+    if let PointValue::Distribution(_) = point.value {
+        return None;
+    }
     let mut out = PointBytes {
         bytes: [0; 64],
         len: 0,
     };
-    out.put_key(POINT_INTERVAL_TAG, LENGTH_DELIMITED);
-    out.put_varint(interval_len as u64);
+    let interval = out.open(POINT_INTERVAL_TAG);
     if let Some(start) = point.start_ms {
         out.put_timestamp(INTERVAL_START_TAG, start);
     }
     out.put_timestamp(INTERVAL_END_TAG, point.end_ms);
-    out.put_key(POINT_VALUE_TAG, LENGTH_DELIMITED);
-    out.put_varint(value_len as u64);
+    out.close(interval);
+    let value = out.open(POINT_VALUE_TAG);
     match point.value {
         PointValue::Double(v) => {
             out.put_key(VALUE_DOUBLE_TAG, SIXTY_FOUR_BIT);
@@ -137,6 +125,7 @@ pub fn scalar_point(point: &Point) -> Option<PointBytes> {
         }
         PointValue::Distribution(_) => {}
     }
+    out.close(value);
     Some(out)
 }
 

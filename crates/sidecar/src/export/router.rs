@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 
 use super::client::TimeSeriesSink;
 use super::lanes::{LANES, lane_of, shard_of_lane};
-use super::shard::{CHUNK_POINTS, Chunk, ExportConfig, QueuedPoint, ShardParts, spawn_shard};
+use super::shard::{
+    CHUNK_POINTS, Chunk, ChunkPool, ExportConfig, QueuedPoint, ShardParts, spawn_shard,
+};
 use crate::progress::DeliveryTracker;
 use crate::stats::Stats;
 
@@ -39,6 +41,8 @@ struct Shared {
     resharding: AtomicBool,
     runtime: Handle,
     stats: Arc<Stats>,
+    /// Chunk buffers coming back from the shards.
+    pool: Arc<ChunkPool>,
 }
 
 /// The running export stage.
@@ -79,12 +83,14 @@ impl Exporter {
         let runtime = Handle::current();
         let shards = config.shards.clamp(1, LANES);
         let (idle_tx, idle) = tokio::sync::watch::channel(0);
+        let pool = Arc::new(ChunkPool::default());
         let parts = ShardParts {
             sink,
             config,
             stats: stats.clone(),
             tracker,
             idle,
+            pool: pool.clone(),
         };
         let spawn_on = runtime.clone();
         let spawn: Box<Spawner> =
@@ -100,6 +106,7 @@ impl Exporter {
             resharding: AtomicBool::new(false),
             runtime,
             stats: stats.clone(),
+            pool,
         });
         tokio::spawn(watch_idle(Arc::downgrade(&shared), stats, idle_tx));
         Exporter { shared }
@@ -199,7 +206,7 @@ impl ExportHandle {
         let shard = shard_of_lane(lane, self.senders.len());
         let chunk = self.pending.get_mut(shard).ok_or(ExportClosed)?;
         if chunk.capacity() == 0 {
-            chunk.reserve_exact(CHUNK_POINTS);
+            *chunk = self.shared.pool.take();
         }
         chunk.push(item);
         if chunk.len() >= CHUNK_POINTS {

@@ -139,6 +139,8 @@ pub(super) fn spawn_shard<S: TimeSeriesSink>(
     let (tx, rx) = mpsc::channel(chunks_per_queue(config.capacity_per_shard));
     let lanes = lanes_of_shard(index, count);
     let shard = Shard {
+        pool: parts.pool.clone(),
+        ahead: Vec::with_capacity(CHUNK_POINTS),
         idle: parts.idle.clone(),
         idle_open: true,
         index,
@@ -168,6 +170,41 @@ pub type Chunk = Vec<QueuedPoint>;
 /// Most points in one chunk.
 pub const CHUNK_POINTS: usize = 128;
 
+/// Emptied chunks on their way back from the shards to the reader: a chunk's buffer is made
+/// once and reused, instead of being allocated on the reader's thread and freed on a shard's
+/// (the costliest pattern for the allocator).
+#[derive(Debug, Default)]
+pub struct ChunkPool {
+    free: std::sync::Mutex<Vec<Chunk>>,
+}
+
+/// Most emptied chunks the pool keeps.
+const POOL_CHUNKS: usize = 256;
+
+impl ChunkPool {
+    /// An empty chunk with room for [`CHUNK_POINTS`] points.
+    pub fn take(&self) -> Chunk {
+        self.free
+            .lock()
+            .ok()
+            .and_then(|mut free| free.pop())
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK_POINTS))
+    }
+
+    /// Keeps an emptied chunk for reuse (dropped when the pool is full).
+    pub fn give_back(&self, chunk: Chunk) {
+        debug_assert!(chunk.is_empty());
+        if chunk.capacity() < CHUNK_POINTS {
+            return;
+        }
+        if let Ok(mut free) = self.free.lock()
+            && free.len() < POOL_CHUNKS
+        {
+            free.push(chunk);
+        }
+    }
+}
+
 /// Queue length in chunks for a queue of `capacity` points: chunks may be partly filled, so the
 /// queue holds at least `capacity` points in full chunks and at most a few chunks when they are
 /// small (never fewer than 4 chunks, so a shard sending keeps some work waiting).
@@ -183,6 +220,8 @@ pub(super) struct ShardParts<S> {
     pub tracker: Option<Arc<DeliveryTracker>>,
     /// Changes when the reader has found nothing new in the WAL for a while.
     pub idle: tokio::sync::watch::Receiver<u64>,
+    /// Where emptied chunks go back to.
+    pub pool: Arc<ChunkPool>,
 }
 
 /// One point of the batch being assembled.
@@ -194,6 +233,9 @@ struct Entry {
 }
 
 struct Shard<S> {
+    pool: Arc<ChunkPool>,
+    /// The addresses of the chunk being taken (reused buffer).
+    ahead: Vec<[usize; 2]>,
     /// Changes when the reader has been idle a while: a partial batch then goes out at once
     /// instead of waiting for its deadline, since no more points are coming soon.
     idle: tokio::sync::watch::Receiver<u64>,
@@ -231,20 +273,24 @@ impl<S: TimeSeriesSink> Shard<S> {
                 // Queued points first: an idle reader's signal only flushes an empty queue.
                 biased;
                 chunk = self.rx.recv() => match chunk {
-                    Some(chunk) => {
+                    Some(mut chunk) => {
                         self.stats.queue_taken(chunk.len() as u64);
                         // The addresses each item will make the shard read, so the loads
                         // can be started a few items ahead.
-                        let ahead: Vec<[usize; 2]> = chunk.iter().map(read_addresses).collect();
+                        let mut ahead = std::mem::take(&mut self.ahead);
+                        ahead.clear();
+                        ahead.extend(chunk.iter().map(read_addresses));
                         for lines in ahead.iter().take(PREFETCH_AHEAD) {
                             prefetch_lines(lines);
                         }
-                        for (i, item) in chunk.into_iter().enumerate() {
+                        for (i, item) in chunk.drain(..).enumerate() {
                             if let Some(lines) = ahead.get(i + PREFETCH_AHEAD) {
                                 prefetch_lines(lines);
                             }
                             self.add(item).await;
                         }
+                        self.ahead = ahead;
+                        self.pool.give_back(chunk);
                     }
                     None => break,
                 },
