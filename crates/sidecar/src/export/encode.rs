@@ -1,8 +1,9 @@
 //! Protobuf encoding of `CreateTimeSeriesRequest`s from cached series prototypes.
 //!
 //! Everything about a series that does not change from point to point (metric type and labels,
-//! resource, kind, value type) is encoded once into [`SeriesPrototype::encoded`]. A request is then
-//! assembled by concatenating, per series, that prototype and the freshly encoded point: valid
+//! resource, kind, value type) is encoded once into [`SeriesPrototype::encoded`] and
+//! [`SeriesPrototype::resource`] (shared by the series of one target). A request is then
+//! assembled by concatenating, per series, those bytes and the freshly encoded point: valid
 //! protobuf, because a message's fields may come in any order and repeated fields concatenate.
 //! This module must never decide *what* is sent, only how it is written.
 
@@ -151,12 +152,13 @@ impl PartialEq for LastInterval {
 pub struct SeriesPrototype {
     /// Stable hash of resource and metric identity: the shard key and the per-request dedup key.
     pub hash: u64,
-    /// Metric type, kept for log messages.
-    pub metric_type: String,
     /// Kind and value type of the points.
     pub kind: PointKind,
-    /// `TimeSeries` fields 1–4 (metric, resource, metric_kind, value_type) as protobuf bytes.
+    /// `TimeSeries` fields 1, 3 and 4 (metric, metric_kind, value_type) as protobuf bytes.
     pub encoded: Box<[u8]>,
+    /// `TimeSeries` field 2 (resource) as protobuf bytes, shared with every series of the same
+    /// resource.
+    pub resource: Arc<[u8]>,
     /// The rule the metric type, metric labels or resource type break, if any: every point of
     /// such a series would be refused, so none is sent.
     pub invalid: Option<Invalid>,
@@ -198,19 +200,45 @@ impl SeriesPrototype {
         for (k, v) in sorted {
             put_map_entry(RESOURCE_LABELS_TAG, k, v, &mut resource);
         }
-        put_bytes(TIME_SERIES_RESOURCE_TAG, &resource, &mut encoded);
+        let mut resource_field = Vec::with_capacity(resource.len() + 3);
+        put_bytes(TIME_SERIES_RESOURCE_TAG, &resource, &mut resource_field);
         encode_key(TIME_SERIES_KIND_TAG, WireType::Varint, &mut encoded);
         encode_varint(kind.metric_kind() as i32 as u64, &mut encoded);
         encode_key(TIME_SERIES_VALUE_TYPE_TAG, WireType::Varint, &mut encoded);
         encode_varint(kind.value_type() as i32 as u64, &mut encoded);
         SeriesPrototype {
             hash,
-            metric_type,
             kind,
             encoded: encoded.into_boxed_slice(),
+            resource: super::resources::share(&resource_field),
             invalid,
             last_interval: LastInterval::new(),
         }
+    }
+}
+
+impl SeriesPrototype {
+    /// Length of the series' `TimeSeries` fields without points.
+    pub fn encoded_len(&self) -> usize {
+        self.encoded.len() + self.resource.len()
+    }
+
+    /// The metric type (for messages), read back from the encoded bytes rather than kept twice:
+    /// they begin with the `metric` field, whose first field is the type.
+    pub fn metric_type(&self) -> &str {
+        fn field<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+            let (_key, rest) = bytes.split_first()?;
+            let mut cursor = rest;
+            let len = decode_varint(&mut cursor).ok()? as usize;
+            let body = cursor.get(..len)?;
+            *bytes = cursor.get(len..)?;
+            Some(body)
+        }
+        let mut bytes = &self.encoded[..];
+        field(&mut bytes)
+            .and_then(|mut metric| field(&mut metric))
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .unwrap_or("")
     }
 }
 
@@ -367,12 +395,13 @@ impl RequestBuilder {
         if let Some(point) = scalar_point(&point) {
             let point = point.as_slice();
             let point_field_len = 1 + encoded_len_varint(point.len() as u64) + point.len();
-            let series_len = series.encoded.len() + point_field_len;
+            let series_len = series.encoded_len() + point_field_len;
             self.buf.reserve(1 + 3 + series_len);
             let mut head = [0u8; 11];
             let head_len = put_field_head(REQUEST_TIME_SERIES_TAG, series_len, &mut head);
             self.buf.extend_from_slice(&head[..head_len]);
             self.buf.extend_from_slice(&series.encoded);
+            self.buf.extend_from_slice(&series.resource);
             let head_len = put_field_head(TIME_SERIES_POINTS_TAG, point.len(), &mut head);
             self.buf.extend_from_slice(&head[..head_len]);
             self.buf.extend_from_slice(point);
@@ -384,7 +413,7 @@ impl RequestBuilder {
         let point_field_len = prost::encoding::key_len(TIME_SERIES_POINTS_TAG)
             + encoded_len_varint(point_len as u64)
             + point_len;
-        let series_len = series.encoded.len() + point_field_len;
+        let series_len = series.encoded_len() + point_field_len;
         encode_key(
             REQUEST_TIME_SERIES_TAG,
             WireType::LengthDelimited,
@@ -392,6 +421,7 @@ impl RequestBuilder {
         );
         encode_varint(series_len as u64, &mut self.buf);
         self.buf.extend_from_slice(&series.encoded);
+        self.buf.extend_from_slice(&series.resource);
         encode_key(
             TIME_SERIES_POINTS_TAG,
             WireType::LengthDelimited,

@@ -10,6 +10,7 @@ pub mod encode;
 pub mod files;
 pub mod lanes;
 mod point_bytes;
+mod resources;
 pub mod router;
 pub mod shard;
 pub mod validate;

@@ -356,7 +356,7 @@ impl<S: TimeSeriesSink> Shard<S> {
                 Err(invalid) => {
                     tracing::debug!(
                         shard = self.index,
-                        metric = %entry.series.metric_type,
+                        metric = %entry.series.metric_type(),
                         reason = invalid.as_str(),
                         "point not sent: the API would refuse it"
                     );
@@ -502,7 +502,7 @@ impl<S: TimeSeriesSink> Shard<S> {
                     self.drop_points(ExportDrop::Rejected, points);
                     let metric = group
                         .first()
-                        .map(|i| batch[*i].series.metric_type.as_str())
+                        .map(|i| batch[*i].series.metric_type())
                         .unwrap_or_default();
                     tracing::warn!(
                         shard = self.index,
@@ -566,6 +566,7 @@ impl<S: TimeSeriesSink> Shard<S> {
             }
             if let Some(s) = series_at(n + PREFETCH_AHEAD) {
                 crate::prefetch::prefetch_slice(&s.encoded);
+                crate::prefetch::prefetch_slice(&s.resource);
             }
             let entry = &batch[*i];
             self.builder.push(&entry.series, entry.point.clone());

@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(points.len(), 3);
         let (proto, point) = &points[0];
         assert_eq!(
-            proto.metric_type,
+            proto.metric_type(),
             "custom.googleapis.com/opencensus/requests"
         );
         assert_eq!(proto.kind, PointKind::CumulativeDouble);

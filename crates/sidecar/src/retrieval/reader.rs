@@ -498,7 +498,7 @@ fn queue_histogram(
             stats.histogram_dropped(reason);
             record(state);
             tracing::debug!(
-                metric = %series.metric_type,
+                metric = %series.metric_type(),
                 reason = reason.as_str(),
                 "histogram point not sent: Cloud Monitoring would refuse it"
             );

@@ -106,6 +106,7 @@ impl Interned {
     fn intern(&mut self, prototype: SeriesPrototype) -> Arc<SeriesPrototype> {
         if let Some(existing) = self.by_hash.get(&prototype.hash).and_then(Weak::upgrade)
             && existing.encoded == prototype.encoded
+            && existing.resource == prototype.resource
         {
             return existing;
         }
@@ -405,7 +406,7 @@ mod tests {
     fn metadata_under_the_full_name_is_asked_first() {
         let r = resolver(&[("x_total", MetricType::Counter, UNSPECIFIED)]);
         let s = resolved(resolve(&r, "x_total", &[]));
-        assert_eq!(s.prototype.metric_type, "p/x_total");
+        assert_eq!(s.prototype.metric_type(), "p/x_total");
         assert_eq!(*r.sources.asked.lock().unwrap(), ["x_total"]);
     }
 
@@ -413,7 +414,7 @@ mod tests {
     fn metadata_of_the_family_is_asked_with_one_suffix_stripped() {
         let r = resolver(&[("x", MetricType::Counter, UNSPECIFIED)]);
         let s = resolved(resolve(&r, "x_total", &[]));
-        assert_eq!(s.prototype.metric_type, "p/x");
+        assert_eq!(s.prototype.metric_type(), "p/x");
         assert_eq!(*r.sources.asked.lock().unwrap(), ["x_total", "x"]);
         // Only one suffix is stripped: `y_sum_total` asks for `y_sum`, never `y`.
         let r = resolver(&[("y", MetricType::Counter, UNSPECIFIED)]);
@@ -512,7 +513,7 @@ mod tests {
             count.conversion,
             Conversion::Histogram(HistogramPart::Count)
         );
-        assert_eq!(bucket.prototype.metric_type, "p/h");
+        assert_eq!(bucket.prototype.metric_type(), "p/h");
         assert_eq!(bucket.prototype.kind, PointKind::CumulativeDistribution);
         assert_eq!(bucket.prototype.hash, sum.prototype.hash);
         assert_eq!(bucket.prototype.hash, count.prototype.hash);
@@ -545,11 +546,11 @@ mod tests {
             ("h_bucket".to_string(), "never".to_string()),
         ]));
         let rule = resolved(resolve(&r, "rule:x:rate", &[]));
-        assert_eq!(rule.prototype.metric_type, "p/rule_x_rate");
+        assert_eq!(rule.prototype.metric_type(), "p/rule_x_rate");
         let h = resolved(resolve(&r, "h_bucket", &[("le", "1")]));
-        assert_eq!(h.prototype.metric_type, "p/latency");
+        assert_eq!(h.prototype.metric_type(), "p/latency");
         let c = resolved(resolve(&r, "c_total", &[]));
-        assert_eq!(c.prototype.metric_type, "p/calls");
+        assert_eq!(c.prototype.metric_type(), "p/calls");
         // Metadata is looked up under the Prometheus names, never the new ones.
         assert!(
             !r.sources
