@@ -528,16 +528,7 @@ async fn instant(prom: &str, query: &str, time: f64) -> f64 {
 
 /// How many samples of `series` Prometheus holds from the last minute (0 when none).
 async fn count_over_time(prom: &str, series: &str) -> f64 {
-    let query = format!("count_over_time({series}[1m])");
-    let body: serde_json::Value = reqwest::Client::new()
-        .get(format!("{prom}/api/v1/query"))
-        .query(&[("query", query.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = common::prometheus_query(prom, &format!("count_over_time({series}[1m])")).await;
     body["data"]["result"][0]["value"][1]
         .as_str()
         .and_then(|v| v.parse().ok())

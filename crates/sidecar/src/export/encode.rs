@@ -392,46 +392,27 @@ impl RequestBuilder {
 
     /// Appends one time series with exactly one point.
     pub fn push(&mut self, series: &SeriesPrototype, point: Point) {
-        if let Some(point) = scalar_point(&point) {
-            let point = point.as_slice();
-            let point_field_len = 1 + encoded_len_varint(point.len() as u64) + point.len();
-            let series_len = series.encoded_len() + point_field_len;
-            self.buf.reserve(1 + 3 + series_len);
-            let mut head = [0u8; 11];
-            let head_len = put_field_head(REQUEST_TIME_SERIES_TAG, series_len, &mut head);
-            self.buf.extend_from_slice(&head[..head_len]);
-            self.buf.extend_from_slice(&series.encoded);
-            self.buf.extend_from_slice(&series.resource);
-            let head_len = put_field_head(TIME_SERIES_POINTS_TAG, point.len(), &mut head);
-            self.buf.extend_from_slice(&head[..head_len]);
-            self.buf.extend_from_slice(point);
-            self.series += 1;
-            return;
-        }
-        let point = point.into_proto();
-        let point_len = point.encoded_len();
-        let point_field_len = prost::encoding::key_len(TIME_SERIES_POINTS_TAG)
-            + encoded_len_varint(point_len as u64)
-            + point_len;
+        // Plain values are written from the stack; distributions (rare) through prost.
+        let scalar = scalar_point(&point);
+        let boxed;
+        let point: &[u8] = match &scalar {
+            Some(bytes) => bytes.as_slice(),
+            None => {
+                boxed = point.into_proto().encode_to_vec();
+                &boxed
+            }
+        };
+        let point_field_len = 1 + encoded_len_varint(point.len() as u64) + point.len();
         let series_len = series.encoded_len() + point_field_len;
-        encode_key(
-            REQUEST_TIME_SERIES_TAG,
-            WireType::LengthDelimited,
-            &mut self.buf,
-        );
-        encode_varint(series_len as u64, &mut self.buf);
+        self.buf.reserve(1 + 3 + series_len);
+        let mut head = [0u8; 11];
+        let head_len = put_field_head(REQUEST_TIME_SERIES_TAG, series_len, &mut head);
+        self.buf.extend_from_slice(&head[..head_len]);
         self.buf.extend_from_slice(&series.encoded);
         self.buf.extend_from_slice(&series.resource);
-        encode_key(
-            TIME_SERIES_POINTS_TAG,
-            WireType::LengthDelimited,
-            &mut self.buf,
-        );
-        encode_varint(point_len as u64, &mut self.buf);
-        // Encoding into a Vec cannot run out of space.
-        point
-            .encode(&mut self.buf)
-            .expect("a Vec<u8> grows as needed");
+        let head_len = put_field_head(TIME_SERIES_POINTS_TAG, point.len(), &mut head);
+        self.buf.extend_from_slice(&head[..head_len]);
+        self.buf.extend_from_slice(point);
         self.series += 1;
     }
 

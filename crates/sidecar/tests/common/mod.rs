@@ -262,19 +262,24 @@ impl EmulatorClient {
     }
 }
 
-/// Timestamps (ms) of every non-NaN sample of the last hour that the Prometheus at `prom` holds
-/// for the one series `matchers` (PromQL label matchers) select.
-pub async fn prometheus_sample_times(prom: &str, matchers: &[String]) -> Vec<i64> {
-    let query = format!("{{{}}}[1h]", matchers.join(","));
-    let body: serde_json::Value = reqwest::Client::new()
+/// The JSON answer of the Prometheus at `prom` to the instant query `query`.
+pub async fn prometheus_query(prom: &str, query: &str) -> serde_json::Value {
+    reqwest::Client::new()
         .get(format!("{prom}/api/v1/query"))
-        .query(&[("query", query.as_str())])
+        .query(&[("query", query)])
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Timestamps (ms) of every non-NaN sample of the last hour that the Prometheus at `prom` holds
+/// for the one series `matchers` (PromQL label matchers) select.
+pub async fn prometheus_sample_times(prom: &str, matchers: &[String]) -> Vec<i64> {
+    let query = format!("{{{}}}[1h]", matchers.join(","));
+    let body = prometheus_query(prom, &query).await;
     let result = body["data"]["result"]
         .as_array()
         .unwrap_or_else(|| panic!("{body}"));
