@@ -62,7 +62,7 @@ pub struct GenerateArgs {
 }
 
 /// The scrape report series Prometheus adds to every target, in its order.
-const REPORT: [&str; 5] = [
+pub(crate) const REPORT: [&str; 5] = [
     "up",
     "scrape_duration_seconds",
     "scrape_samples_scraped",
@@ -88,7 +88,7 @@ const ZONES: [&str; 3] = ["us-east1-b", "us-east1-c", "us-east1-d"];
 
 /// How one generated series' values move.
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     /// One of [`REPORT`] (its index).
     Report(u8),
     Gauge,
@@ -114,18 +114,18 @@ struct Family {
 }
 
 /// The series of one target: refs `first..first + kinds.len()`.
-struct TargetPlan {
+pub(crate) struct TargetPlan {
     job: &'static str,
     instance: String,
     zone: &'static str,
-    first: u64,
-    kinds: Vec<Kind>,
+    pub(crate) first: u64,
+    pub(crate) kinds: Vec<Kind>,
     /// Label sets, in ref order; emptied once written.
-    labels: Vec<Vec<Label>>,
+    pub(crate) labels: Vec<Vec<Label>>,
     /// Families by name.
     families: BTreeMap<String, Family>,
     /// Scrape offset within the interval (ms).
-    offset_ms: i64,
+    pub(crate) offset_ms: i64,
 }
 
 fn label(name: &str, value: impl Into<String>) -> Label {
@@ -142,7 +142,7 @@ impl TargetPlan {
     /// with `k` in a label value, and every [`HISTOGRAM_EVERY`]th block a histogram; blocks
     /// `64 g … 64 g + 63` use families prefixed `svc<g>_`, so a large target also has many
     /// families (and many metadata entries), as real exporters do.
-    fn new(t: u64, series: u64, first: u64, offset_ms: i64) -> TargetPlan {
+    pub(crate) fn new(t: u64, series: u64, first: u64, offset_ms: i64) -> TargetPlan {
         let mut plan = TargetPlan {
             job: JOBS[(t % JOBS.len() as u64) as usize],
             instance: format!("10.{}.{}.{}:9100", (t >> 16) & 255, (t >> 8) & 255, t & 255),
@@ -329,7 +329,7 @@ fn bucket_weights(first: u64) -> [u64; BUCKETS] {
 
 /// The value of series `r` of kind `kind` at scrape `scrape`; `scraped` is the number of
 /// samples the target's scrape returned (for the report series).
-fn value(r: u64, kind: Kind, scrape: u64, scraped: u64) -> f64 {
+pub(crate) fn value(r: u64, kind: Kind, scrape: u64, scraped: u64) -> f64 {
     match kind {
         Kind::Report(0) => 1.0,
         Kind::Report(1) => 0.001 + (mix(r ^ (scrape << 40)) % 1000) as f64 / 1e5,
@@ -376,10 +376,10 @@ fn histogram_scale(first: u64, scrape: u64) -> u64 {
 
 /// Writes segments, rolling to the next one as Prometheus does: when a record's stored bytes
 /// do not fit in what is left of the current segment.
-struct Wal {
+pub(crate) struct Wal {
     dir: PathBuf,
     segment: u64,
-    writer: SegmentWriter<BufWriter<File>>,
+    writer: SegmentWriter<File>,
     /// Sizes of the segments written so far, the current one excluded.
     done: Vec<(String, u64)>,
     records: u64,
@@ -389,16 +389,15 @@ fn segment_name(n: u64) -> String {
     format!("{n:08}")
 }
 
-fn open_segment(dir: &Path, n: u64) -> anyhow::Result<SegmentWriter<BufWriter<File>>> {
+/// Unbuffered: each record reaches the file when it is logged, as with Prometheus (a live
+/// writer's readers see it at once; the writer already writes whole pages at a time).
+fn open_segment(dir: &Path, n: u64) -> anyhow::Result<SegmentWriter<File>> {
     let file = File::create(dir.join(segment_name(n)))?;
-    Ok(SegmentWriter::new(
-        BufWriter::with_capacity(1 << 20, file),
-        Codec::Snappy,
-    ))
+    Ok(SegmentWriter::new(file, Codec::Snappy))
 }
 
 impl Wal {
-    fn create(dir: &Path) -> anyhow::Result<Wal> {
+    pub(crate) fn create(dir: &Path) -> anyhow::Result<Wal> {
         Ok(Wal {
             dir: dir.to_path_buf(),
             segment: 0,
@@ -419,7 +418,7 @@ impl Wal {
         (page - offset % page).saturating_sub(header) + (page - header) * (pages - full - 1)
     }
 
-    fn log(&mut self, record: &[u8]) -> anyhow::Result<()> {
+    pub(crate) fn log(&mut self, record: &[u8]) -> anyhow::Result<()> {
         let room = self.room();
         // The writer stores a record raw unless compression makes it smaller: the raw length
         // bounds the stored one, and compressing to know is only needed near the end.
@@ -446,7 +445,7 @@ impl Wal {
     }
 
     /// Pads and closes the last segment; returns every segment's name and size.
-    fn finish(mut self) -> anyhow::Result<(Vec<(String, u64)>, u64)> {
+    pub(crate) fn finish(mut self) -> anyhow::Result<(Vec<(String, u64)>, u64)> {
         let size = self.writer.offset().div_ceil(PAGE_SIZE as u64) * PAGE_SIZE as u64;
         self.writer.close()?;
         self.done.push((segment_name(self.segment), size));
@@ -469,6 +468,146 @@ fn write_json(path: &Path, value: &Value, pretty: bool) -> anyhow::Result<()> {
     out.write_all(b"\n")?;
     out.flush()?;
     Ok(())
+}
+
+/// Target `t` of `targets` sharing `series` series, its refs from `first`, its scrapes offset
+/// into the interval by its rank (so that scrapes are spread evenly, as Prometheus spreads them).
+pub(crate) fn planned_target(
+    t: u64,
+    series: u64,
+    targets: u64,
+    interval_ms: i64,
+    first: u64,
+) -> TargetPlan {
+    let n = series / targets + u64::from(t < series % targets);
+    let offset_ms = (t as i64 * interval_ms) / targets as i64;
+    TargetPlan::new(t, n, first, offset_ms)
+}
+
+/// Logs what Prometheus logs for scrapes: a target's series records at its first scrape, then a
+/// samples record per scrape. Keeps the plans (without their label sets, once logged).
+#[derive(Default)]
+pub(crate) struct Scraper {
+    pub(crate) plans: Vec<TargetPlan>,
+    buf: Vec<u8>,
+    refs: Vec<RefSeries>,
+    batch: Vec<RefSample>,
+}
+
+impl Scraper {
+    /// Logs the series records of a new target (at most [`SERIES_PER_RECORD`] series each) and
+    /// keeps its plan as the next target.
+    pub(crate) fn log_series(&mut self, wal: &mut Wal, mut plan: TargetPlan) -> anyhow::Result<()> {
+        let mut r = plan.first;
+        let mut labels = std::mem::take(&mut plan.labels).into_iter().peekable();
+        while labels.peek().is_some() {
+            self.refs.clear();
+            for l in labels.by_ref().take(SERIES_PER_RECORD) {
+                self.refs.push(RefSeries {
+                    series_ref: r,
+                    labels: l,
+                });
+                r += 1;
+            }
+            encode_series(&self.refs, &mut self.buf);
+            wal.log(&self.buf)?;
+        }
+        self.refs.clear();
+        self.plans.push(plan);
+        Ok(())
+    }
+
+    /// Logs scrape number `scrape` of target `t` at time `ts` (ms); returns its sample count.
+    pub(crate) fn log_scrape(
+        &mut self,
+        wal: &mut Wal,
+        t: usize,
+        scrape: u64,
+        ts: i64,
+    ) -> anyhow::Result<u64> {
+        let Some(plan) = self.plans.get(t) else {
+            bail!("target {t} has not been logged");
+        };
+        let scraped = plan.kinds.len() as u64 - REPORT.len() as u64;
+        self.batch.clear();
+        self.batch
+            .extend(plan.kinds.iter().enumerate().map(|(i, &kind)| {
+                let series_ref = plan.first + i as u64;
+                RefSample {
+                    series_ref,
+                    t: ts,
+                    v: value(series_ref, kind, scrape, scraped),
+                }
+            }));
+        encode_samples(&self.batch, &mut self.buf);
+        wal.log(&self.buf)?;
+        Ok(self.batch.len() as u64)
+    }
+}
+
+/// Writes `targets.json` and `metadata-all.json` for `plans` (the `/api/v1/targets` and
+/// unfiltered `/api/v1/targets/metadata` answers); `last_scrape` gives a target's last scrape
+/// time (ms). Returns the number of metadata entries.
+pub(crate) fn write_api_answers(
+    out: &Path,
+    plans: &[TargetPlan],
+    interval: Duration,
+    last_scrape: impl Fn(&TargetPlan) -> i64,
+) -> anyhow::Result<usize> {
+    let interval_text = humantime::format_duration(interval).to_string();
+    let active: Vec<Value> = plans
+        .iter()
+        .map(|p| {
+            json!({
+                "discoveredLabels": {
+                    "__address__": p.instance,
+                    "__metrics_path__": "/metrics",
+                    "__scheme__": "http",
+                    "__scrape_interval__": interval_text,
+                    "__scrape_timeout__": interval_text,
+                    "env": "prod",
+                    "job": p.job,
+                    "zone": p.zone,
+                },
+                "labels": p.target_labels(),
+                "scrapePool": p.job,
+                "scrapeUrl": format!("http://{}/metrics", p.instance),
+                "globalUrl": format!("http://{}/metrics", p.instance),
+                "lastError": "",
+                "lastScrape": rfc3339_ms(last_scrape(p)),
+                "lastScrapeDuration": 0.002,
+                "health": "up",
+                "scrapeInterval": interval_text,
+                "scrapeTimeout": interval_text,
+            })
+        })
+        .collect();
+    write_json(
+        &out.join("targets.json"),
+        &json!({"status": "success", "data": {"activeTargets": active, "droppedTargets": []}}),
+        false,
+    )?;
+    let metadata: Vec<Value> = plans
+        .iter()
+        .flat_map(|p| {
+            p.families.iter().map(|(name, f)| {
+                json!({
+                    "target": p.target_labels(),
+                    "metric": name,
+                    "type": f.metric_type,
+                    "help": f.help,
+                    "unit": "",
+                })
+            })
+        })
+        .collect();
+    let entries = metadata.len();
+    write_json(
+        &out.join("metadata-all.json"),
+        &json!({"status": "success", "data": metadata}),
+        false,
+    )?;
+    Ok(entries)
 }
 
 /// Runs `sidecar-bench generate`.
@@ -511,56 +650,24 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
     let base_ms = now_ms - i64::try_from(samples)? * interval_ms;
 
-    let mut plans: Vec<TargetPlan> = Vec::with_capacity(targets as usize);
     let mut next_ref = 1u64;
     let mut wal = Wal::create(&wal_dir)?;
-    let mut buf = Vec::new();
-    let mut batch: Vec<RefSample> = Vec::new();
-    let mut refs: Vec<RefSeries> = Vec::with_capacity(SERIES_PER_RECORD);
+    let mut scraper = Scraper::default();
     let mut total_samples = 0u64;
     for scrape in 0..samples {
-        for t in 0..targets as usize {
+        for t in 0..targets {
             if scrape == 0 {
                 // Built at the target's first scrape, so only one target's label sets are ever
                 // held in memory.
-                let n = series / targets + u64::from((t as u64) < series % targets);
-                let offset_ms = (t as i64 * interval_ms) / targets as i64;
-                let mut plan = TargetPlan::new(t as u64, n, next_ref, offset_ms);
+                let plan = planned_target(t, series, targets, interval_ms, next_ref);
                 next_ref += plan.kinds.len() as u64;
-                let mut r = plan.first;
-                let mut labels = std::mem::take(&mut plan.labels).into_iter().peekable();
-                while labels.peek().is_some() {
-                    refs.clear();
-                    for l in labels.by_ref().take(SERIES_PER_RECORD) {
-                        refs.push(RefSeries {
-                            series_ref: r,
-                            labels: l,
-                        });
-                        r += 1;
-                    }
-                    encode_series(&refs, &mut buf);
-                    wal.log(&buf)?;
-                }
-                refs.clear();
-                plans.push(plan);
+                scraper.log_series(&mut wal, plan)?;
             }
-            let plan = &plans[t];
-            let ts = base_ms + scrape as i64 * interval_ms + plan.offset_ms;
-            let scraped = plan.kinds.len() as u64 - REPORT.len() as u64;
-            batch.clear();
-            batch.extend(plan.kinds.iter().enumerate().map(|(i, &kind)| {
-                let series_ref = plan.first + i as u64;
-                RefSample {
-                    series_ref,
-                    t: ts,
-                    v: value(series_ref, kind, scrape, scraped),
-                }
-            }));
-            total_samples += batch.len() as u64;
-            encode_samples(&batch, &mut buf);
-            wal.log(&buf)?;
+            let ts = base_ms + scrape as i64 * interval_ms + scraper.plans[t as usize].offset_ms;
+            total_samples += scraper.log_scrape(&mut wal, t as usize, scrape, ts)?;
         }
     }
+    let plans = scraper.plans;
     let (segments, records) = wal.finish()?;
     let wal_bytes: u64 = segments.iter().map(|(_, s)| s).sum();
 
@@ -582,60 +689,9 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     }
     let expected_points = gauges * samples + (counters + histograms) * (samples - 1);
 
-    let active: Vec<Value> = plans
-        .iter()
-        .map(|p| {
-            let last = base_ms + (samples as i64 - 1) * interval_ms + p.offset_ms;
-            let interval_text = humantime::format_duration(interval).to_string();
-            json!({
-                "discoveredLabels": {
-                    "__address__": p.instance,
-                    "__metrics_path__": "/metrics",
-                    "__scheme__": "http",
-                    "__scrape_interval__": interval_text,
-                    "__scrape_timeout__": interval_text,
-                    "env": "prod",
-                    "job": p.job,
-                    "zone": p.zone,
-                },
-                "labels": p.target_labels(),
-                "scrapePool": p.job,
-                "scrapeUrl": format!("http://{}/metrics", p.instance),
-                "globalUrl": format!("http://{}/metrics", p.instance),
-                "lastError": "",
-                "lastScrape": rfc3339_ms(last),
-                "lastScrapeDuration": 0.002,
-                "health": "up",
-                "scrapeInterval": interval_text,
-                "scrapeTimeout": interval_text,
-            })
-        })
-        .collect();
-    write_json(
-        &args.out.join("targets.json"),
-        &json!({"status": "success", "data": {"activeTargets": active, "droppedTargets": []}}),
-        false,
-    )?;
-    let metadata: Vec<Value> = plans
-        .iter()
-        .flat_map(|p| {
-            p.families.iter().map(|(name, f)| {
-                json!({
-                    "target": p.target_labels(),
-                    "metric": name,
-                    "type": f.metric_type,
-                    "help": f.help,
-                    "unit": "",
-                })
-            })
-        })
-        .collect();
-    let metadata_entries = metadata.len();
-    write_json(
-        &args.out.join("metadata-all.json"),
-        &json!({"status": "success", "data": metadata}),
-        false,
-    )?;
+    let metadata_entries = write_api_answers(&args.out, &plans, interval, |p| {
+        base_ms + (samples as i64 - 1) * interval_ms + p.offset_ms
+    })?;
 
     let min_t = base_ms;
     let max_t =

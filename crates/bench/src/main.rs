@@ -10,6 +10,7 @@
 //! `sidecar-bench generate` writes such an input, of any size ([`generate`]).
 
 mod generate;
+mod live;
 mod replay;
 mod sink;
 
@@ -45,6 +46,8 @@ struct Cli {
 enum Command {
     /// Writes a synthetic input (WAL, targets.json, metadata-all.json, walcount.json).
     Generate(generate::GenerateArgs),
+    /// Measures the steady-state cost while a WAL grows at a live rate.
+    Live(live::LiveArgs),
 }
 
 /// Flags of a benchmark run.
@@ -276,20 +279,57 @@ impl Drop for Killed {
     }
 }
 
+/// Starts the sidecar binary against the WAL directory `wal`, the replayed Prometheus API at
+/// `prom` and the sink at `sink`, serving its own metrics on `web`, logging into `log`.
+fn start_sidecar(
+    sidecar: &Path,
+    log: &Path,
+    wal: &Path,
+    prom: std::net::SocketAddr,
+    sink: std::net::SocketAddr,
+    web: std::net::SocketAddr,
+    extra: &[String],
+) -> anyhow::Result<Killed> {
+    let log = std::fs::File::create(log)?;
+    let child = std::process::Command::new(sidecar)
+        .args([
+            "--stackdriver.project-id=bench".to_string(),
+            format!("--stackdriver.api-address=http://{sink}/?auth=false"),
+            "--stackdriver.generic.location=bench".to_string(),
+            "--stackdriver.generic.namespace=bench".to_string(),
+            format!("--prometheus.wal-directory={}", wal.display()),
+            format!("--prometheus.api-address=http://{prom}/"),
+            format!("--web.listen-address={web}"),
+            "--log.level=warn".to_string(),
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", sidecar.display()))?;
+    Ok(Killed(child))
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Generate(g)) => generate::run(&g),
-        None => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(bench(cli.run)),
+        Some(Command::Live(l)) => runtime()?.block_on(live::run(l)),
+        None => runtime()?.block_on(bench(cli.run)),
     }
 }
 
-async fn bench(args: Args) -> anyhow::Result<()> {
+/// The runtime of a measuring run (one thread: the replay server and the sink are light).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // Needed when reqwest is built with TLS elsewhere in the workspace; plain HTTP is all we use.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
     let input = args.input.context("--input is required")?;
     let wal_in = input.join("wal");
     let counts = count_wal(&wal_in).with_context(|| format!("reading {}", wal_in.display()))?;
@@ -329,27 +369,17 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let (sink_addr, sink) = sink::serve().await?;
     let web = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
 
-    let log = std::fs::File::create(work.path().join("sidecar.log"))?;
     let started = Instant::now();
-    let child = std::process::Command::new(&args.sidecar)
-        .args([
-            "--stackdriver.project-id=bench".to_string(),
-            format!("--stackdriver.api-address=http://{sink_addr}/?auth=false"),
-            "--stackdriver.generic.location=bench".to_string(),
-            "--stackdriver.generic.namespace=bench".to_string(),
-            format!("--prometheus.wal-directory={}", wal.display()),
-            format!("--prometheus.api-address=http://{prom}/"),
-            format!("--web.listen-address={web}"),
-            "--log.level=warn".to_string(),
-        ])
-        .args(&args.extra)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", args.sidecar.display()))?;
-    let pid = child.id();
-    let mut child = Killed(child);
+    let mut child = start_sidecar(
+        &args.sidecar,
+        &work.path().join("sidecar.log"),
+        &wal,
+        prom,
+        sink_addr,
+        web,
+        &args.extra,
+    )?;
+    let pid = child.0.id();
 
     let client = reqwest::Client::new();
     let metrics_url = format!("http://{web}/metrics");

@@ -116,23 +116,50 @@ pub fn save(dir: &std::path::Path, tracker: &DeliveryTracker) -> std::io::Result
     Ok(snapshot.position)
 }
 
-/// Saves progress every `interval` until cancelled. Failures are logged and retried next time.
+/// Longest wait between two saves, however long saving takes: the saved position must stay
+/// well inside the WAL Prometheus keeps (it truncates every two hours).
+pub const MAX_SAVE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Saving may take at most one part in this of the time: a save lasting `d` is followed by a
+/// wait of at least `d` times this.
+const SAVE_TIME_SHARE: u32 = 200;
+
+/// The wait before the next save after one that took `took`: `interval`, or longer when saving
+/// is slow (it writes every series' state, so it grows with the series count) so that saving
+/// stays under half a percent of the time, and at most [`MAX_SAVE_INTERVAL`]. A longer wait
+/// only means re-reading a little more WAL after a crash: what was delivered since is still
+/// skipped exactly, by the delivery marks written after every request.
+pub fn next_save_wait(interval: Duration, took: Duration) -> Duration {
+    took.saturating_mul(SAVE_TIME_SHARE)
+        .clamp(interval, MAX_SAVE_INTERVAL.max(interval))
+}
+
+/// Saves progress every `interval` (longer when saving is slow, see [`next_save_wait`]) until
+/// cancelled. Failures are logged and retried next time.
 pub async fn run_keeper(
     dir: PathBuf,
     tracker: Arc<DeliveryTracker>,
     interval: Duration,
     cancel: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(interval);
-    tick.tick().await;
+    let mut wait = interval;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = cancel.cancelled() => return,
         }
         let (to, from) = (dir.clone(), tracker.clone());
-        match tokio::task::spawn_blocking(move || save(&to, &from)).await {
-            Ok(Ok(position)) => tracing::debug!(%position, "progress saved"),
+        let started = std::time::Instant::now();
+        let saved = tokio::task::spawn_blocking(move || save(&to, &from)).await;
+        let took = started.elapsed();
+        wait = next_save_wait(interval, took);
+        match saved {
+            Ok(Ok(position)) => tracing::debug!(
+                %position,
+                took_ms = took.as_millis() as u64,
+                next_in_ms = wait.as_millis() as u64,
+                "progress saved"
+            ),
             Ok(Err(err)) => tracing::warn!(
                 dir = %dir.display(),
                 error = %err,
@@ -144,5 +171,27 @@ pub async fn run_keeper(
                 "saving progress failed; will retry"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_saves_are_spaced_out_within_bounds() {
+        let five = Duration::from_secs(5);
+        assert_eq!(next_save_wait(five, Duration::from_millis(3)), five);
+        assert_eq!(
+            next_save_wait(five, Duration::from_millis(100)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            next_save_wait(five, Duration::from_secs(2)),
+            MAX_SAVE_INTERVAL
+        );
+        // A configured interval longer than the cap is kept.
+        let long = Duration::from_secs(120);
+        assert_eq!(next_save_wait(long, Duration::from_secs(2)), long);
     }
 }

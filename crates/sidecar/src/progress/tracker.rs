@@ -292,9 +292,9 @@ impl DeliveryTracker {
     /// What to save now: the watermark and every registered series' state.
     pub fn snapshot(&self) -> SavedProgress {
         let position = self.watermark();
-        let mut series: Vec<SavedSeries> =
-            lock(&self.series).values().map(|a| a.snapshot()).collect();
-        series.sort_unstable_by_key(|s| s.series_ref);
+        // In the map's order: the file's order means nothing (it is loaded into a map), and
+        // sorting hundreds of thousands of entries every save was a third of its cost.
+        let series: Vec<SavedSeries> = lock(&self.series).values().map(|a| a.snapshot()).collect();
         let mut histograms: Vec<SavedHistogram> = lock(&self.histograms)
             .values()
             .filter_map(|a| a.snapshot())
