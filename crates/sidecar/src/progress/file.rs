@@ -154,9 +154,32 @@ pub fn load(dir: &Path) -> Result<LoadedProgress, ProgressError> {
 
 /// Saves `progress` in `dir`, replacing both files atomically.
 pub fn save(dir: &Path, progress: &SavedProgress) -> io::Result<()> {
-    write_atomically(dir, STATE_FILE, |w| encode(progress, w))?;
-    let legacy = (progress.position.segment * LEGACY_SEGMENT_SIZE + progress.position.offset)
-        .saturating_sub(LEGACY_MARGIN);
+    save_streamed(dir, progress.position, &progress.histograms, |write| {
+        all_series(progress, write)
+    })
+}
+
+fn all_series(progress: &SavedProgress, write: &mut SeriesWriter<'_>) -> io::Result<()> {
+    write(progress.series.len(), &mut progress.series.iter().copied())
+}
+
+/// Writes the series section: given the number of series and an iterator over exactly that
+/// many.
+pub type SeriesWriter<'a> =
+    dyn FnMut(usize, &mut dyn Iterator<Item = SavedSeries>) -> io::Result<()> + 'a;
+
+/// Saves like [`save`], the series coming from `series`, which is handed the function that
+/// writes them: it can hold a lock over its source while they are written, so that no copy of
+/// every series' state is ever collected in memory.
+pub fn save_streamed(
+    dir: &Path,
+    position: WalPosition,
+    histograms: &[SavedHistogram],
+    series: impl FnOnce(&mut SeriesWriter<'_>) -> io::Result<()>,
+) -> io::Result<()> {
+    write_atomically(dir, STATE_FILE, |w| encode(w, position, histograms, series))?;
+    let legacy =
+        (position.segment * LEGACY_SEGMENT_SIZE + position.offset).saturating_sub(LEGACY_MARGIN);
     write_atomically(dir, LEGACY_FILE, |w| write!(w, "{{\"offset\":{legacy}}}"))?;
     // The renames are durable once the directory is.
     File::open(dir)?.sync_all()
@@ -177,34 +200,51 @@ fn write_atomically(
     fs::rename(&tmp, dir.join(name))
 }
 
-fn encode(p: &SavedProgress, w: &mut impl Write) -> io::Result<()> {
+fn encode<W: Write>(
+    w: &mut W,
+    position: WalPosition,
+    histograms: &[SavedHistogram],
+    series: impl FnOnce(&mut SeriesWriter<'_>) -> io::Result<()>,
+) -> io::Result<()> {
     let mut crc = 0u32;
-    let mut put = |w: &mut dyn Write, b: &[u8]| -> io::Result<()> {
+    let mut put = |w: &mut W, b: &[u8]| -> io::Result<()> {
         crc = crc32c::crc32c_append(crc, b);
         w.write_all(b)
     };
     put(w, MAGIC)?;
-    put(w, &p.position.segment.to_le_bytes())?;
-    put(w, &p.position.offset.to_le_bytes())?;
-    put(w, &(p.series.len() as u64).to_le_bytes())?;
-    let mut entry = [0u8; ENTRY_LEN];
-    for s in &p.series {
-        entry[0..8].copy_from_slice(&s.series_ref.to_le_bytes());
-        entry[8..16].copy_from_slice(&s.labels_hash.to_le_bytes());
-        entry[16..24].copy_from_slice(&s.last_t.to_le_bytes());
-        let b = s.baseline.unwrap_or(SavedBaseline {
-            reset_ts: 0,
-            reset_value: 0.0,
-            previous: 0.0,
-        });
-        entry[24] = u8::from(s.baseline.is_some());
-        entry[25..33].copy_from_slice(&b.reset_ts.to_le_bytes());
-        entry[33..41].copy_from_slice(&b.reset_value.to_bits().to_le_bytes());
-        entry[41..49].copy_from_slice(&b.previous.to_bits().to_le_bytes());
-        put(w, &entry)?;
-    }
-    put(w, &(p.histograms.len() as u64).to_le_bytes())?;
-    for h in &p.histograms {
+    put(w, &position.segment.to_le_bytes())?;
+    put(w, &position.offset.to_le_bytes())?;
+    let mut write_series = |n: usize, iter: &mut dyn Iterator<Item = SavedSeries>| {
+        put(w, &(n as u64).to_le_bytes())?;
+        let mut written = 0usize;
+        let mut entry = [0u8; ENTRY_LEN];
+        for s in iter.take(n) {
+            entry[0..8].copy_from_slice(&s.series_ref.to_le_bytes());
+            entry[8..16].copy_from_slice(&s.labels_hash.to_le_bytes());
+            entry[16..24].copy_from_slice(&s.last_t.to_le_bytes());
+            let b = s.baseline.unwrap_or(SavedBaseline {
+                reset_ts: 0,
+                reset_value: 0.0,
+                previous: 0.0,
+            });
+            entry[24] = u8::from(s.baseline.is_some());
+            entry[25..33].copy_from_slice(&b.reset_ts.to_le_bytes());
+            entry[33..41].copy_from_slice(&b.reset_value.to_bits().to_le_bytes());
+            entry[41..49].copy_from_slice(&b.previous.to_bits().to_le_bytes());
+            put(w, &entry)?;
+            written += 1;
+        }
+        if written == n {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "{written} series states for a count of {n}"
+            )))
+        }
+    };
+    series(&mut write_series)?;
+    put(w, &(histograms.len() as u64).to_le_bytes())?;
+    for h in histograms {
         put(w, &h.hash.to_le_bytes())?;
         put(w, &h.last_t.to_le_bytes())?;
         put(w, &h.state.start_ms.to_le_bytes())?;
@@ -394,7 +434,10 @@ mod tests {
         let mut v1 = sample();
         v1.histograms.clear();
         let mut buf = Vec::new();
-        encode(&v1, &mut buf).unwrap();
+        encode(&mut buf, v1.position, &v1.histograms, |w| {
+            all_series(&v1, w)
+        })
+        .unwrap();
         // A version 1 file is the same without the histogram count.
         let mut body = buf[..buf.len() - 4 - 8].to_vec();
         body[..8].copy_from_slice(MAGIC_V1);
@@ -406,7 +449,8 @@ mod tests {
     #[test]
     fn an_impossible_bucket_count_is_rejected() {
         let mut buf = Vec::new();
-        encode(&sample(), &mut buf).unwrap();
+        let p = sample();
+        encode(&mut buf, p.position, &p.histograms, |w| all_series(&p, w)).unwrap();
         let mut body = buf[..buf.len() - 4].to_vec();
         // The base snapshot's bucket count of the one histogram.
         let at = 8 * 4 + 2 * ENTRY_LEN + 8 + 8 * 3 + 8 * 2;
@@ -480,7 +524,8 @@ mod tests {
     #[test]
     fn truncated_entry_list_is_rejected_not_misread() {
         let mut buf = Vec::new();
-        encode(&sample(), &mut buf).unwrap();
+        let p = sample();
+        encode(&mut buf, p.position, &p.histograms, |w| all_series(&p, w)).unwrap();
         // Claim more entries than present, with a matching checksum.
         let mut body = buf[..buf.len() - 4].to_vec();
         body[24..32].copy_from_slice(&1000u64.to_le_bytes());

@@ -110,10 +110,9 @@ impl Resume {
 
 /// Saves the tracker's snapshot in `dir` (blocking I/O).
 pub fn save(dir: &std::path::Path, tracker: &DeliveryTracker) -> std::io::Result<WalPosition> {
-    let snapshot = tracker.snapshot();
+    // The marks file is written after every request; it is made durable with each save.
     tracker.sync_marks()?;
-    file::save(dir, &snapshot)?;
-    Ok(snapshot.position)
+    tracker.save(dir)
 }
 
 /// Longest wait between two saves, however long saving takes: the saved position must stay

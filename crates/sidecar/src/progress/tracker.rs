@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use ahash::AHashMap;
 use prometheus_wal::WalPosition;
 
-use super::file::{SavedBaseline, SavedHistogram, SavedHistogramState, SavedProgress, SavedSeries};
+use super::file::{
+    SavedBaseline, SavedHistogram, SavedHistogramState, SavedProgress, SavedSeries, save_streamed,
+};
 use super::marks::{DeliveryMarks, Mark};
 use crate::export::lanes::LANES;
 
@@ -291,20 +293,36 @@ impl DeliveryTracker {
 
     /// What to save now: the watermark and every registered series' state.
     pub fn snapshot(&self) -> SavedProgress {
-        let position = self.watermark();
-        // In the map's order: the file's order means nothing (it is loaded into a map), and
-        // sorting hundreds of thousands of entries every save was a third of its cost.
-        let series: Vec<SavedSeries> = lock(&self.series).values().map(|a| a.snapshot()).collect();
-        let mut histograms: Vec<SavedHistogram> = lock(&self.histograms)
-            .values()
-            .filter_map(|a| a.snapshot())
-            .collect();
-        histograms.sort_unstable_by_key(|h| h.hash);
+        let (position, histograms) = self.position_and_histograms();
+        let series = lock(&self.series).values().map(|a| a.snapshot()).collect();
         SavedProgress {
             position,
             series,
             histograms,
         }
+    }
+
+    /// Saves the snapshot in `dir` without collecting it: every series' state is written
+    /// straight from the registry (which stays locked meanwhile; the reader only needs it when
+    /// a series appears or leaves). Returns the saved position.
+    pub fn save(&self, dir: &std::path::Path) -> std::io::Result<WalPosition> {
+        let (position, histograms) = self.position_and_histograms();
+        save_streamed(dir, position, &histograms, |write| {
+            let series = lock(&self.series);
+            // In the map's order: the file's order means nothing (it is loaded into a map).
+            write(series.len(), &mut series.values().map(|a| a.snapshot()))
+        })?;
+        Ok(position)
+    }
+
+    fn position_and_histograms(&self) -> (WalPosition, Vec<SavedHistogram>) {
+        let position = self.watermark();
+        let mut histograms: Vec<SavedHistogram> = lock(&self.histograms)
+            .values()
+            .filter_map(|a| a.snapshot())
+            .collect();
+        histograms.sort_unstable_by_key(|h| h.hash);
+        (position, histograms)
     }
 }
 
@@ -391,6 +409,34 @@ mod tests {
         assert_eq!(snap.series[0].baseline.unwrap().previous, 9.0);
         t.forget(7);
         assert!(t.snapshot().series.is_empty());
+    }
+
+    #[test]
+    fn a_streamed_save_loads_back_as_the_snapshot() {
+        let t = DeliveryTracker::new(pos(3, 40));
+        for r in 0..1000u64 {
+            let ack = t.ack_for(r, r * 7);
+            ack.delivered(
+                r as i64 * 10,
+                (r % 3 == 0).then_some(SavedBaseline {
+                    reset_ts: r as i64,
+                    reset_value: 1.5,
+                    previous: r as f64,
+                }),
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(t.save(dir.path()).unwrap(), pos(3, 40));
+        let super::super::file::LoadedProgress::Exact(loaded) =
+            super::super::file::load(dir.path()).unwrap()
+        else {
+            panic!("not the exact format");
+        };
+        let mut expected = t.snapshot();
+        expected.series.sort_unstable_by_key(|s| s.series_ref);
+        let mut got = loaded;
+        got.series.sort_unstable_by_key(|s| s.series_ref);
+        assert_eq!(got, expected);
     }
 
     #[test]
