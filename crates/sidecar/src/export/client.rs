@@ -12,12 +12,15 @@ use bytes::{Buf, BufMut, Bytes};
 use google_cloud_auth::credentials::{
     Builder as CredentialsBuilder, CacheableResource, Credentials,
 };
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::Extensions;
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
+use super::coalesce::CoalescingIo;
 use crate::config::ApiAddress;
 
 const CREATE_TIME_SERIES_PATH: &str = "/google.monitoring.v3.MetricService/CreateTimeSeries";
@@ -193,7 +196,7 @@ impl GrpcSink {
             None
         };
         Ok(GrpcSink {
-            channel: endpoint.connect_lazy(),
+            channel: endpoint.connect_with_connector_lazy(coalescing_connector(timeout)),
             timeout,
             credentials,
         })
@@ -275,6 +278,33 @@ fn with_sources(err: &dyn std::error::Error) -> String {
         next = cause.source();
     }
     text
+}
+
+/// The TCP connector tonic would use (no delay, connect timeout), with each connection's writes
+/// gathered by [`CoalescingIo`] under TLS and HTTP/2.
+fn coalescing_connector(
+    connect_timeout: Duration,
+) -> impl tower::Service<
+    http::Uri,
+    Response = TokioIo<CoalescingIo<tokio::net::TcpStream>>,
+    Error = std::io::Error,
+    Future = impl Future<Output = std::io::Result<TokioIo<CoalescingIo<tokio::net::TcpStream>>>> + Send,
+> + Clone
++ Send
++ 'static {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    tower::service_fn(move |uri: http::Uri| {
+        let mut http = http.clone();
+        async move {
+            let tcp = tower::Service::call(&mut http, uri)
+                .await
+                .map_err(std::io::Error::other)?;
+            Ok(TokioIo::new(CoalescingIo::new(tcp.into_inner())))
+        }
+    })
 }
 
 /// rustls needs a process-wide crypto provider before the first TLS connection (tonic's and the

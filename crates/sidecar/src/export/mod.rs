@@ -5,6 +5,7 @@
 
 pub mod autoscale;
 pub mod client;
+mod coalesce;
 pub mod drops;
 pub mod encode;
 pub mod files;
