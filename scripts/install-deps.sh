@@ -14,6 +14,9 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # A font for Chromium to render text with (only recommended by the package).
 [ -d /usr/share/fonts/truetype/liberation ] || need+=(fonts-liberation)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The memory allocator (jemalloc) is built from source with the C compiler and make.
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 # The emulator is checked with Google's Python client, installed in a virtual environment.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)

@@ -39,14 +39,17 @@ const ALPHA: f64 = 0.2;
 
 /// Share of an interval the reader must spend waiting on full queues before more shards are
 /// probed.
-const BLOCKED_SHARE: f64 = 0.25;
+const BLOCKED_SHARE: f64 = 0.1;
 /// Gain in points sent per second a probe must bring to be kept.
-const PROBE_GAIN: f64 = 1.1;
+const PROBE_GAIN: f64 = 1.05;
 /// How long after a probe its effect is measured: long enough for the reshard's drain to be a
 /// small part of it, short enough that a catch-up of a few seconds profits.
 const PROBE_TICK: Duration = Duration::from_millis(500);
-/// How long a failed probe's count is not tried again.
-const PROBE_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a failed probe's count is not tried again: at first briefly (what held the reader
+/// back early in a catch-up, such as resolving every new series, often passes within seconds),
+/// then twice as long after each failure in a row, up to [`PROBE_BACKOFF_MAX`].
+const PROBE_BACKOFF: Duration = Duration::from_secs(2);
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Limits of the shard count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +194,8 @@ pub struct Prober {
     floor: usize,
     /// A count that brought nothing, and until when it is not tried again.
     ceiling: Option<(usize, tokio::time::Instant)>,
+    /// Probes in a row that brought nothing.
+    failures: u32,
 }
 
 impl Prober {
@@ -214,8 +219,13 @@ impl Prober {
             }
             if interval.points_out >= probe.points_out_before * PROBE_GAIN {
                 self.floor = probe.to;
+                self.failures = 0;
             } else {
-                self.ceiling = Some((probe.to, now + PROBE_BACKOFF));
+                let backoff = PROBE_BACKOFF
+                    .saturating_mul(1 << self.failures.min(8))
+                    .min(PROBE_BACKOFF_MAX);
+                self.failures += 1;
+                self.ceiling = Some((probe.to, now + backoff));
                 return Some(probe.from);
             }
         }
@@ -247,6 +257,11 @@ impl Prober {
     /// Whether the last decision started a probe.
     pub fn probing(&self) -> bool {
         self.probe.is_some()
+    }
+
+    /// When a failed probe's count may be tried again, while that waits.
+    pub fn retry_at(&self) -> Option<tokio::time::Instant> {
+        self.ceiling.map(|(_, until)| until)
     }
 }
 
@@ -329,10 +344,6 @@ pub async fn run(
             bounds,
             tokio::time::Instant::now(),
         );
-        if prober.probing() {
-            // A probe is judged on the next interval alone: soon, so a catch-up profits.
-            wait = PROBE_TICK.min(tick);
-        }
         if let Some(new) = decided.filter(|n| *n != current) {
             tracing::info!(
                 from = current,
@@ -343,7 +354,34 @@ pub async fn run(
             );
             resharder.request(new);
         }
+        if prober.probing() {
+            // A probe is judged on the next interval alone, soon, so that a catch-up profits;
+            // that interval starts once the new count runs: the drain before it measures the
+            // old shards, not the new ones.
+            if !applied(&resharder, tick, &cancel).await {
+                return;
+            }
+            controller.tick(Reading::take(&stats), since.elapsed());
+            since = tokio::time::Instant::now();
+            wait = PROBE_TICK.min(tick);
+        } else if let Some(at) = prober.retry_at() {
+            // Look again as soon as the failed count may be tried again.
+            let until = at.saturating_duration_since(tokio::time::Instant::now());
+            wait = until.clamp(PROBE_TICK.min(tick), tick);
+        }
     }
+}
+
+/// Waits (at most `limit`) until a requested shard count is applied; false when cancelled.
+async fn applied(resharder: &Resharder, limit: Duration, cancel: &CancellationToken) -> bool {
+    let until = tokio::time::Instant::now() + limit;
+    while resharder.busy() && tokio::time::Instant::now() < until {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            _ = cancel.cancelled() => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -416,9 +454,9 @@ mod tests {
             Some(4)
         );
         assert!(!p.probing());
-        // For a minute neither a probe nor the formula takes the reader-bound count higher,
+        // For a while neither a probe nor the formula takes the reader-bound count higher,
         // and the proven floor holds against a formula asking for fewer.
-        let later = t0 + Duration::from_secs(30);
+        let later = t0 + Duration::from_secs(1);
         assert_eq!(
             p.decide(Some(12), 4, interval(130.0, 0.5), BOUNDS, later),
             None
@@ -427,11 +465,32 @@ mod tests {
             p.decide(Some(2), 4, interval(130.0, 0.5), BOUNDS, later),
             None
         );
-        // After it, probing resumes.
-        let after = t0 + Duration::from_secs(61);
+        // After it, probing resumes; each failure in a row doubles the wait, up to a minute.
+        let mut at = t0 + Duration::from_secs(2);
+        for wait in [4, 8, 16, 32, 60, 60] {
+            assert_eq!(p.decide(None, 4, interval(130.0, 0.5), BOUNDS, at), Some(8));
+            assert_eq!(p.decide(None, 8, interval(130.0, 0.5), BOUNDS, at), Some(4));
+            let almost = at + Duration::from_secs(wait) - Duration::from_millis(1);
+            assert_eq!(
+                p.decide(None, 4, interval(130.0, 0.5), BOUNDS, almost),
+                None
+            );
+            at += Duration::from_secs(wait);
+        }
+        // A probe that helps starts the waits afresh.
+        assert_eq!(p.decide(None, 4, interval(130.0, 0.5), BOUNDS, at), Some(8));
         assert_eq!(
-            p.decide(None, 4, interval(130.0, 0.5), BOUNDS, after),
+            p.decide(None, 8, interval(200.0, 0.5), BOUNDS, at),
+            Some(16)
+        );
+        assert_eq!(
+            p.decide(None, 16, interval(200.0, 0.5), BOUNDS, at),
             Some(8)
+        );
+        let soon = at + Duration::from_secs(2);
+        assert_eq!(
+            p.decide(None, 8, interval(200.0, 0.5), BOUNDS, soon),
+            Some(16)
         );
     }
 
@@ -440,7 +499,7 @@ mod tests {
         let mut p = Prober::default();
         let t0 = tokio::time::Instant::now();
         assert_eq!(
-            p.decide(Some(3), 6, interval(100.0, 0.1), BOUNDS, t0),
+            p.decide(Some(3), 6, interval(100.0, 0.05), BOUNDS, t0),
             Some(3)
         );
         assert_eq!(p.decide(None, 6, interval(100.0, 0.0), BOUNDS, t0), None);
