@@ -410,7 +410,7 @@ mod tests {
         let mut handle = exporter.handle();
         let all: Vec<SharedPrototype> = (0..300).map(series).collect();
         let acks: Vec<Arc<SeriesAck>> = (0..300)
-            .map(|i| Arc::new(SeriesAck::new(i as u64, i as u64, None)))
+            .map(|i| Arc::new(SeriesAck::new(i as u64, None)))
             .collect();
         const ROUNDS: usize = 40;
         let reader_tracker = tracker.clone();

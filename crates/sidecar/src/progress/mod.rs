@@ -99,11 +99,10 @@ impl Resume {
             tracker.register_histogram(Arc::new(HistogramAck::new(saved.hash, Some(saved))));
         }
         for saved in self.series.values() {
-            tracker.register(Arc::new(SeriesAck::new(
+            tracker.register(
                 saved.series_ref,
-                saved.labels_hash,
-                Some(saved),
-            )));
+                Arc::new(SeriesAck::new(saved.labels_hash, Some(saved))),
+            );
         }
     }
 }

@@ -26,18 +26,39 @@ use super::marks::{DeliveryMarks, Mark};
 use crate::export::lanes::LANES;
 
 /// Delivery state of one WAL series, shared by the reader (which creates it) and the shard that
-/// sends the series' points.
+/// sends the series' points. Kept small (one 64-byte allocation): there is one per series; the
+/// registry's key is its series ref.
 #[derive(Debug)]
 pub struct SeriesAck {
-    series_ref: u64,
     labels_hash: u64,
     state: Mutex<Delivered>,
 }
 
+// One 64-byte allocation with the reference counts.
+const _: () = assert!(std::mem::size_of::<SeriesAck>() <= 48);
+
+/// The last delivered point's time and the counter baseline it was measured from; a NaN
+/// `reset_value` means no baseline (NaN samples are never converted, so no baseline has one).
 #[derive(Debug, Clone, Copy)]
 struct Delivered {
     last_t: i64,
-    baseline: Option<SavedBaseline>,
+    reset_ts: i64,
+    reset_value: f64,
+    previous: f64,
+}
+
+impl Delivered {
+    fn baseline(&self) -> Option<SavedBaseline> {
+        (!self.reset_value.is_nan()).then_some(SavedBaseline {
+            reset_ts: self.reset_ts,
+            reset_value: self.reset_value,
+            previous: self.previous,
+        })
+    }
+
+    fn set_baseline(&mut self, b: SavedBaseline) {
+        (self.reset_ts, self.reset_value, self.previous) = (b.reset_ts, b.reset_value, b.previous);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -47,14 +68,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl SeriesAck {
     /// State for a series, starting from what a previous run saved for it, if anything.
-    pub fn new(series_ref: u64, labels_hash: u64, restored: Option<&SavedSeries>) -> SeriesAck {
+    pub fn new(labels_hash: u64, restored: Option<&SavedSeries>) -> SeriesAck {
+        let mut state = Delivered {
+            last_t: restored.map_or(i64::MIN, |s| s.last_t),
+            reset_ts: 0,
+            reset_value: f64::NAN,
+            previous: 0.0,
+        };
+        if let Some(b) = restored.and_then(|s| s.baseline) {
+            state.set_baseline(b);
+        }
         SeriesAck {
-            series_ref,
             labels_hash,
-            state: Mutex::new(Delivered {
-                last_t: restored.map_or(i64::MIN, |s| s.last_t),
-                baseline: restored.and_then(|s| s.baseline),
-            }),
+            state: Mutex::new(state),
         }
     }
 
@@ -64,19 +90,19 @@ impl SeriesAck {
         let mut s = lock(&self.state);
         if t >= s.last_t {
             s.last_t = t;
-            if baseline.is_some() {
-                s.baseline = baseline;
+            if let Some(b) = baseline {
+                s.set_baseline(b);
             }
         }
     }
 
-    fn snapshot(&self) -> SavedSeries {
+    fn snapshot(&self, series_ref: u64) -> SavedSeries {
         let s = *lock(&self.state);
         SavedSeries {
-            series_ref: self.series_ref,
+            series_ref,
             labels_hash: self.labels_hash,
             last_t: s.last_t,
-            baseline: s.baseline,
+            baseline: s.baseline(),
         }
     }
 }
@@ -230,8 +256,8 @@ impl DeliveryTracker {
     }
 
     /// Reader: a series resolved, with its delivery state.
-    pub fn register(&self, ack: Arc<SeriesAck>) {
-        lock(&self.series).insert(ack.series_ref, ack);
+    pub fn register(&self, series_ref: u64, ack: Arc<SeriesAck>) {
+        lock(&self.series).insert(series_ref, ack);
     }
 
     /// Reader: the delivery state of a series that just resolved: the one registered for its ref
@@ -241,7 +267,7 @@ impl DeliveryTracker {
         match series.get(&series_ref) {
             Some(ack) if ack.labels_hash == labels_hash => ack.clone(),
             _ => {
-                let ack = Arc::new(SeriesAck::new(series_ref, labels_hash, None));
+                let ack = Arc::new(SeriesAck::new(labels_hash, None));
                 series.insert(series_ref, ack.clone());
                 ack
             }
@@ -294,7 +320,10 @@ impl DeliveryTracker {
     /// What to save now: the watermark and every registered series' state.
     pub fn snapshot(&self) -> SavedProgress {
         let (position, histograms) = self.position_and_histograms();
-        let series = lock(&self.series).values().map(|a| a.snapshot()).collect();
+        let series = lock(&self.series)
+            .iter()
+            .map(|(r, a)| a.snapshot(*r))
+            .collect();
         SavedProgress {
             position,
             series,
@@ -310,7 +339,10 @@ impl DeliveryTracker {
         save_streamed(dir, position, &histograms, |write| {
             let series = lock(&self.series);
             // In the map's order: the file's order means nothing (it is loaded into a map).
-            write(series.len(), &mut series.values().map(|a| a.snapshot()))
+            write(
+                series.len(),
+                &mut series.iter().map(|(r, a)| a.snapshot(*r)),
+            )
         })?;
         Ok(position)
     }
@@ -379,7 +411,7 @@ mod tests {
 
     #[test]
     fn series_state_keeps_the_latest_delivery_and_baseline() {
-        let ack = SeriesAck::new(7, 42, None);
+        let ack = SeriesAck::new(42, None);
         let b1 = SavedBaseline {
             reset_ts: 10,
             reset_value: 5.0,
@@ -402,7 +434,7 @@ mod tests {
             }),
         );
         let t = DeliveryTracker::new(pos(0, 0));
-        t.register(Arc::new(ack));
+        t.register(7, Arc::new(ack));
         let snap = t.snapshot();
         assert_eq!(snap.series.len(), 1);
         assert_eq!(snap.series[0].last_t, 20);
@@ -447,9 +479,9 @@ mod tests {
             last_t: 1000,
             baseline: None,
         };
-        let ack = SeriesAck::new(1, 2, Some(&saved));
-        assert_eq!(ack.snapshot(), saved);
+        let ack = SeriesAck::new(2, Some(&saved));
+        assert_eq!(ack.snapshot(1), saved);
         ack.delivered(900, None);
-        assert_eq!(ack.snapshot().last_t, 1000);
+        assert_eq!(ack.snapshot(1).last_t, 1000);
     }
 }
