@@ -148,14 +148,25 @@ impl PartialEq for LastInterval {
 }
 
 /// Everything about one Cloud Monitoring time series except its points, encoded once.
+///
+/// The bytes come in three pieces, written one after the other: [`SeriesPrototype::encoded`]
+/// up to `head_len` (the `metric` field's key and length), the metric type's field (shared by
+/// every series of that metric type), and the rest of `encoded` (the metric labels, then
+/// `metric_kind` and `value_type`); then the resource's field. Sharing the metric type keeps
+/// about fifty bytes per series once, instead of in every series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesPrototype {
     /// Stable hash of resource and metric identity: the shard key and the per-request dedup key.
     pub hash: u64,
     /// Kind and value type of the points.
     pub kind: PointKind,
-    /// `TimeSeries` fields 1, 3 and 4 (metric, metric_kind, value_type) as protobuf bytes.
-    pub encoded: Box<[u8]>,
+    /// Length of the `metric` field's key and length at the start of `encoded`.
+    head_len: u8,
+    /// `TimeSeries` fields 1, 3 and 4 (metric, metric_kind, value_type) as protobuf bytes,
+    /// without the metric type's field (see above).
+    encoded: Box<[u8]>,
+    /// The `Metric.type` field as protobuf bytes, shared with every series of the metric type.
+    metric_type: Arc<[u8]>,
     /// `TimeSeries` field 2 (resource) as protobuf bytes, shared with every series of the same
     /// resource.
     pub resource: Arc<[u8]>,
@@ -178,18 +189,30 @@ impl SeriesPrototype {
     ) -> SeriesPrototype {
         let hash = series_hash(&metric_type, metric_labels, resource_type, resource_labels);
         let invalid = check_series(&metric_type, metric_labels, resource_type).err();
-        let mut encoded = Vec::with_capacity(128);
-        let mut metric = Vec::with_capacity(64);
-        put_string(METRIC_TYPE_TAG, &metric_type, &mut metric);
+        let mut type_field = Vec::with_capacity(metric_type.len() + 3);
+        put_string(METRIC_TYPE_TAG, &metric_type, &mut type_field);
+        let mut labels = Vec::with_capacity(64);
         let mut sorted: Vec<(&str, &str)> = metric_labels
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         sorted.sort_unstable();
         for (k, v) in sorted {
-            put_map_entry(METRIC_LABELS_TAG, k, v, &mut metric);
+            put_map_entry(METRIC_LABELS_TAG, k, v, &mut labels);
         }
-        put_bytes(TIME_SERIES_METRIC_TAG, &metric, &mut encoded);
+        let mut head = [0u8; 11];
+        let head_len = put_field_head(
+            TIME_SERIES_METRIC_TAG,
+            type_field.len() + labels.len(),
+            &mut head,
+        );
+        let mut encoded = Vec::with_capacity(head_len + labels.len() + 4);
+        encoded.extend_from_slice(&head[..head_len]);
+        encoded.extend_from_slice(&labels);
+        encode_key(TIME_SERIES_KIND_TAG, WireType::Varint, &mut encoded);
+        encode_varint(kind.metric_kind() as i32 as u64, &mut encoded);
+        encode_key(TIME_SERIES_VALUE_TYPE_TAG, WireType::Varint, &mut encoded);
+        encode_varint(kind.value_type() as i32 as u64, &mut encoded);
         let mut resource = Vec::with_capacity(64);
         put_string(RESOURCE_TYPE_TAG, resource_type, &mut resource);
         let mut sorted: Vec<(&str, &str)> = resource_labels
@@ -202,14 +225,12 @@ impl SeriesPrototype {
         }
         let mut resource_field = Vec::with_capacity(resource.len() + 3);
         put_bytes(TIME_SERIES_RESOURCE_TAG, &resource, &mut resource_field);
-        encode_key(TIME_SERIES_KIND_TAG, WireType::Varint, &mut encoded);
-        encode_varint(kind.metric_kind() as i32 as u64, &mut encoded);
-        encode_key(TIME_SERIES_VALUE_TYPE_TAG, WireType::Varint, &mut encoded);
-        encode_varint(kind.value_type() as i32 as u64, &mut encoded);
         SeriesPrototype {
             hash,
             kind,
+            head_len: head_len as u8,
             encoded: encoded.into_boxed_slice(),
+            metric_type: super::resources::share(&type_field),
             resource: super::resources::share(&resource_field),
             invalid,
             last_interval: LastInterval::new(),
@@ -218,25 +239,31 @@ impl SeriesPrototype {
 }
 
 impl SeriesPrototype {
-    /// Length of the series' `TimeSeries` fields without points.
-    pub fn encoded_len(&self) -> usize {
-        self.encoded.len() + self.resource.len()
+    /// The series' `TimeSeries` fields without points, in the pieces they are written in.
+    pub fn pieces(&self) -> [&[u8]; 4] {
+        let (head, rest) = self.encoded.split_at(usize::from(self.head_len));
+        [head, &self.metric_type, rest, &self.resource]
     }
 
-    /// The metric type (for messages), read back from the encoded bytes rather than kept twice:
-    /// they begin with the `metric` field, whose first field is the type.
+    /// Length of the series' `TimeSeries` fields without points.
+    pub fn encoded_len(&self) -> usize {
+        self.encoded.len() + self.metric_type.len() + self.resource.len()
+    }
+
+    /// The bytes of this series alone (not shared with other series), for prefetching.
+    pub fn own_bytes(&self) -> &[u8] {
+        &self.encoded
+    }
+
+    /// The metric type (for messages), read back from its encoded field rather than kept
+    /// twice.
     pub fn metric_type(&self) -> &str {
-        fn field<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
-            let (_key, rest) = bytes.split_first()?;
-            let mut cursor = rest;
-            let len = decode_varint(&mut cursor).ok()? as usize;
-            let body = cursor.get(..len)?;
-            *bytes = cursor.get(len..)?;
-            Some(body)
-        }
-        let mut bytes = &self.encoded[..];
-        field(&mut bytes)
-            .and_then(|mut metric| field(&mut metric))
+        let mut cursor = self.metric_type.get(1..).unwrap_or_default();
+        let Ok(len) = decode_varint(&mut cursor) else {
+            return "";
+        };
+        cursor
+            .get(..len as usize)
             .and_then(|t| std::str::from_utf8(t).ok())
             .unwrap_or("")
     }
@@ -408,8 +435,9 @@ impl RequestBuilder {
         let mut head = [0u8; 11];
         let head_len = put_field_head(REQUEST_TIME_SERIES_TAG, series_len, &mut head);
         self.buf.extend_from_slice(&head[..head_len]);
-        self.buf.extend_from_slice(&series.encoded);
-        self.buf.extend_from_slice(&series.resource);
+        for piece in series.pieces() {
+            self.buf.extend_from_slice(piece);
+        }
         let head_len = put_field_head(TIME_SERIES_POINTS_TAG, point.len(), &mut head);
         self.buf.extend_from_slice(&head[..head_len]);
         self.buf.extend_from_slice(point);
@@ -469,6 +497,52 @@ mod tests {
             &[("job", "node".into()), ("task_id", "a:1".into())],
             kind,
         )
+    }
+
+    #[test]
+    fn pieces_with_long_lengths_decode_whole() {
+        // Lengths over 127 take two-byte varints in every piece.
+        let p = SeriesPrototype::new(
+            format!("custom.googleapis.com/{}", "long_name_".repeat(20)),
+            &[("code".into(), "x".repeat(300))],
+            "generic_task",
+            &[("job", "node".into())],
+            PointKind::CumulativeDouble,
+        );
+        assert_eq!(
+            p.metric_type(),
+            format!("custom.googleapis.com/{}", "long_name_".repeat(20))
+        );
+        let mut b = RequestBuilder::default();
+        b.start("projects/p");
+        for i in 0..3 {
+            b.push(
+                &p,
+                Point {
+                    start_ms: Some(1_000),
+                    end_ms: 2_000 + i,
+                    value: PointValue::Double(i as f64),
+                },
+            );
+        }
+        let decoded = CreateTimeSeriesRequest::decode(b.bytes()).unwrap();
+        assert_eq!(decoded.name, "projects/p");
+        assert_eq!(decoded.time_series.len(), 3);
+        for (i, ts) in decoded.time_series.iter().enumerate() {
+            let metric = ts.metric.as_ref().unwrap();
+            assert_eq!(metric.r#type, p.metric_type());
+            assert_eq!(metric.labels.len(), 1);
+            assert_eq!(metric.labels["code"], "x".repeat(300));
+            let resource = ts.resource.as_ref().unwrap();
+            assert_eq!(resource.r#type, "generic_task");
+            assert_eq!(resource.labels["job"], "node");
+            assert_eq!(ts.metric_kind, MetricKind::Cumulative as i32);
+            assert_eq!(ts.value_type, ValueType::Double as i32);
+            assert_eq!(
+                ts.points[0].value.as_ref().unwrap().value,
+                Some(typed_value::Value::DoubleValue(i as f64))
+            );
+        }
     }
 
     #[test]

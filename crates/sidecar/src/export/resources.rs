@@ -1,7 +1,8 @@
-//! Process-wide sharing of encoded monitored resources: every series scraped from one target
-//! has the same resource, so its protobuf bytes are kept once and referenced by each series'
-//! prototype (about a hundred bytes per series saved). It only stores bytes; it must never
-//! decide what a resource is.
+//! Process-wide sharing of the encoded pieces many series have in common: every series scraped
+//! from one target has the same resource, and every series of a metric the same metric type, so
+//! those protobuf bytes are kept once and referenced by each series' prototype (about a hundred
+//! and fifty bytes per series saved). It only stores bytes; it must never decide what they
+//! mean.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 

@@ -565,7 +565,7 @@ impl<S: TimeSeriesSink> Shard<S> {
                 crate::prefetch::prefetch(Arc::as_ptr(s));
             }
             if let Some(s) = series_at(n + PREFETCH_AHEAD) {
-                crate::prefetch::prefetch_slice(&s.encoded);
+                crate::prefetch::prefetch_slice(s.own_bytes());
                 crate::prefetch::prefetch_slice(&s.resource);
             }
             let entry = &batch[*i];

@@ -105,8 +105,7 @@ struct Interned {
 impl Interned {
     fn intern(&mut self, prototype: SeriesPrototype) -> Arc<SeriesPrototype> {
         if let Some(existing) = self.by_hash.get(&prototype.hash).and_then(Weak::upgrade)
-            && existing.encoded == prototype.encoded
-            && existing.resource == prototype.resource
+            && existing.pieces() == prototype.pieces()
         {
             return existing;
         }
