@@ -6,9 +6,10 @@
 //! kernel pays for on both ends. [`CoalescingIo`] sits between TLS (or the plain connection)
 //! and the TCP socket: it gathers the frames written during one pass of the connection task and
 //! writes them with one call once [`WRITE_AT`] bytes are waiting or the pass is over. A pass is
-//! over when the connection reads again (it always reads until the socket has nothing before it
-//! sleeps); a flush seen before that only schedules the connection task once more, so nothing
-//! written ever waits for later traffic. Frames, their sizes and their order are untouched: this
+//! over when the connection reads again: what waits is written before any read (the peer may be
+//! waiting for it to answer) and at the next flush after it. A flush seen before that only
+//! schedules the connection task once more (HTTP/2 always reads until the socket has nothing
+//! before it sleeps), so nothing written ever waits for later traffic. Frames, their sizes and their order are untouched: this
 //! module only decides when bytes reach the socket, never what they are.
 
 use std::io;
@@ -105,7 +106,7 @@ impl<T: AsyncWrite + Unpin> CoalescingIo<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for CoalescingIo<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for CoalescingIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -113,6 +114,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for CoalescingIo<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.reads = this.reads.wrapping_add(1);
+        if this.pending() > 0 {
+            // A read ends the pass, and the peer may be waiting for these bytes before it
+            // answers (a TLS handshake flushes once, then reads). A write that would block
+            // leaves them waiting, to go on at the next flush or read.
+            if let Poll::Ready(Err(err)) = this.poll_write_waiting(cx) {
+                return Poll::Ready(Err(err));
+            }
+        }
         Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
@@ -238,9 +247,10 @@ mod tests {
             1,
             "a small tail waits for the end of the pass"
         );
-        // The connection reads (a new pass): the next flush writes.
+        // The connection reads (a new pass): what waits is written first.
         let mut none = [0u8; 0];
         let _ = io.read(&mut none).await;
+        assert_eq!(io.get_ref().calls, 2);
         io.flush().await.unwrap();
         assert_eq!(io.get_ref().calls, 2);
         assert_eq!(io.get_ref().data.len(), 4 * frame.len() + 100);
@@ -270,6 +280,35 @@ mod tests {
         }
         io.shutdown().await.unwrap();
         assert_eq!(io.get_ref().data, expected);
+    }
+
+    /// A peer that answers only what it received: write, flush once, then read (as a TLS
+    /// handshake does) must not wait for ever.
+    #[tokio::test]
+    async fn a_write_flushed_once_then_a_read_is_not_held_back() {
+        use std::time::Duration;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 64];
+            while let Ok(n) = socket.read(&mut buf).await {
+                if n == 0 || socket.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut io = CoalescingIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        for line in [&b"hello"[..], b"again"] {
+            io.write_all(line).await.unwrap();
+            io.flush().await.unwrap();
+            let mut back = [0u8; 5];
+            tokio::time::timeout(Duration::from_secs(5), io.read_exact(&mut back))
+                .await
+                .expect("the write was held back")
+                .unwrap();
+            assert_eq!(&back[..], line);
+        }
     }
 
     /// Through the real client, HTTP/2 and the emulator: a lone small request is answered
