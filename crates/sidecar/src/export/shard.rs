@@ -136,7 +136,10 @@ pub(super) fn spawn_shard<S: TimeSeriesSink>(
     count: usize,
 ) -> (mpsc::Sender<Chunk>, JoinHandle<()>) {
     let config = &parts.config;
-    let (tx, rx) = mpsc::channel(chunks_per_queue(config.capacity_per_shard));
+    let (tx, rx) = mpsc::channel(chunks_per_queue(queue_points(
+        config.capacity_per_shard,
+        count,
+    )));
     let lanes = lanes_of_shard(index, count);
     let shard = Shard {
         pool: parts.pool.clone(),
@@ -203,6 +206,17 @@ impl ChunkPool {
             free.push(chunk);
         }
     }
+}
+
+/// Points queued for all shards together, at least: with few shards (the steady state, where
+/// the autoscaler keeps one or two) each queue then holds a whole scrape's record, so the reader
+/// hands a record over without waiting for the shard, and waking it, once per chunk.
+pub const MIN_TOTAL_QUEUE_POINTS: usize = 4096;
+
+/// Points one shard's queue holds when `shards` shards run: `capacity_per_shard`, or more when
+/// they are few (see [`MIN_TOTAL_QUEUE_POINTS`]).
+pub fn queue_points(capacity_per_shard: usize, shards: usize) -> usize {
+    capacity_per_shard.max(MIN_TOTAL_QUEUE_POINTS / shards.max(1))
 }
 
 /// Queue length in chunks for a queue of `capacity` points: chunks may be partly filled, so the
@@ -649,6 +663,17 @@ mod tests {
     use gcm_api::monitoring::{CreateTimeSeriesRequest, CreateTimeSeriesSummary, TimeSeries};
     use prost::Message;
     use std::sync::Mutex;
+
+    #[test]
+    fn few_shards_get_room_for_a_whole_record() {
+        // One shard holds a 3000-sample scrape; many keep the configured capacity.
+        assert_eq!(queue_points(600, 1), MIN_TOTAL_QUEUE_POINTS);
+        assert_eq!(queue_points(600, 2), MIN_TOTAL_QUEUE_POINTS / 2);
+        assert_eq!(queue_points(600, 16), 600);
+        assert_eq!(queue_points(600, 0), MIN_TOTAL_QUEUE_POINTS);
+        assert_eq!(chunks_per_queue(queue_points(600, 1)), 32);
+        assert_eq!(chunks_per_queue(queue_points(600, 16)), 5);
+    }
     use tonic::Status;
 
     type Script = Box<dyn FnMut(&CreateTimeSeriesRequest) -> Result<(), Status> + Send>;

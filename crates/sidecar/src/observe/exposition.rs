@@ -254,7 +254,10 @@ pub fn render(
         Kind::Gauge,
         "Points each shard's queue holds before reading the WAL pauses.",
         queue,
-        info.capacity_per_shard as f64,
+        crate::export::shard::queue_points(
+            info.capacity_per_shard,
+            stats.shards.load(Relaxed) as usize,
+        ) as f64,
     );
     w.single(
         "prometheus_remote_storage_shards",
@@ -566,9 +569,10 @@ mod tests {
                 0.0,
             ),
             (format!("prometheus_remote_storage_queue_length{q}"), 1.0),
+            // 600 per shard, but 4 shards share at least 4096.
             (
                 format!("prometheus_remote_storage_queue_capacity{q}"),
-                600.0,
+                1024.0,
             ),
             (format!("prometheus_remote_storage_shards{q}"), 4.0),
             ("all_requests".into(), 12.5),

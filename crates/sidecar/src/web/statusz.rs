@@ -446,6 +446,7 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
     out.push_str("<h2>Sending</h2>\n<table id=\"sending\">\n");
     row(&mut out, "Monitoring API", &info.queue);
     let shards = stats.shards.load(Relaxed);
+    let per_shard = crate::export::shard::queue_points(info.capacity_per_shard, shards as usize);
     row(
         &mut out,
         "Shards",
@@ -460,8 +461,8 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
         &format!(
             "{} of {} ({} per shard)",
             stats.queue_length.load(Relaxed),
-            shards as usize * info.capacity_per_shard,
-            info.capacity_per_shard
+            shards as usize * per_shard,
+            per_shard
         ),
     );
     for (label, v) in [
