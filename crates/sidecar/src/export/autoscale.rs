@@ -230,7 +230,9 @@ impl Prober {
             }
         }
         if interval.blocked < BLOCKED_SHARE {
+            // The reader is free: what held it back is over, and so are past failures.
             self.floor = 0;
+            self.failures = 0;
             return formula;
         }
         // After a probe that brought nothing, the formula may not grow the count either while
@@ -477,6 +479,35 @@ mod tests {
             );
             at += Duration::from_secs(wait);
         }
+        // A free reader, too.
+        let mut q = Prober::default();
+        assert_eq!(q.decide(None, 4, interval(130.0, 0.5), BOUNDS, at), Some(8));
+        assert_eq!(q.decide(None, 8, interval(130.0, 0.5), BOUNDS, at), Some(4));
+        let free = at + Duration::from_secs(2);
+        assert_eq!(
+            q.decide(None, 4, interval(130.0, 0.5), BOUNDS, free),
+            Some(8)
+        );
+        assert_eq!(
+            q.decide(None, 8, interval(130.0, 0.5), BOUNDS, free),
+            Some(4)
+        );
+        assert_eq!(q.decide(None, 4, interval(130.0, 0.0), BOUNDS, free), None);
+        // The 4 s wait set before still holds; the next failure waits 2 s again, not 8.
+        let later = free + Duration::from_secs(4);
+        assert_eq!(
+            q.decide(None, 4, interval(130.0, 0.5), BOUNDS, later),
+            Some(8)
+        );
+        assert_eq!(
+            q.decide(None, 8, interval(130.0, 0.5), BOUNDS, later),
+            Some(4)
+        );
+        let soon = later + Duration::from_secs(2);
+        assert_eq!(
+            q.decide(None, 4, interval(130.0, 0.5), BOUNDS, soon),
+            Some(8)
+        );
         // A probe that helps starts the waits afresh.
         assert_eq!(p.decide(None, 4, interval(130.0, 0.5), BOUNDS, at), Some(8));
         assert_eq!(
