@@ -441,6 +441,14 @@ mod tests {
         }
     }
 
+    /// At `at`, with the reader waiting: a probe from `from` to twice as many shards starts,
+    /// brings nothing, and the count goes back.
+    fn failed_probe(p: &mut Prober, from: usize, at: tokio::time::Instant) {
+        let busy = interval(130.0, 0.5);
+        assert_eq!(p.decide(None, from, busy, BOUNDS, at), Some(2 * from));
+        assert_eq!(p.decide(None, 2 * from, busy, BOUNDS, at), Some(from));
+    }
+
     #[test]
     fn a_waiting_reader_makes_the_prober_double_while_it_helps() {
         let mut p = Prober::default();
@@ -470,8 +478,7 @@ mod tests {
         // After it, probing resumes; each failure in a row doubles the wait, up to a minute.
         let mut at = t0 + Duration::from_secs(2);
         for wait in [4, 8, 16, 32, 60, 60] {
-            assert_eq!(p.decide(None, 4, interval(130.0, 0.5), BOUNDS, at), Some(8));
-            assert_eq!(p.decide(None, 8, interval(130.0, 0.5), BOUNDS, at), Some(4));
+            failed_probe(&mut p, 4, at);
             let almost = at + Duration::from_secs(wait) - Duration::from_millis(1);
             assert_eq!(
                 p.decide(None, 4, interval(130.0, 0.5), BOUNDS, almost),
@@ -481,28 +488,13 @@ mod tests {
         }
         // A free reader, too.
         let mut q = Prober::default();
-        assert_eq!(q.decide(None, 4, interval(130.0, 0.5), BOUNDS, at), Some(8));
-        assert_eq!(q.decide(None, 8, interval(130.0, 0.5), BOUNDS, at), Some(4));
+        failed_probe(&mut q, 4, at);
         let free = at + Duration::from_secs(2);
-        assert_eq!(
-            q.decide(None, 4, interval(130.0, 0.5), BOUNDS, free),
-            Some(8)
-        );
-        assert_eq!(
-            q.decide(None, 8, interval(130.0, 0.5), BOUNDS, free),
-            Some(4)
-        );
+        failed_probe(&mut q, 4, free);
         assert_eq!(q.decide(None, 4, interval(130.0, 0.0), BOUNDS, free), None);
         // The 4 s wait set before still holds; the next failure waits 2 s again, not 8.
         let later = free + Duration::from_secs(4);
-        assert_eq!(
-            q.decide(None, 4, interval(130.0, 0.5), BOUNDS, later),
-            Some(8)
-        );
-        assert_eq!(
-            q.decide(None, 8, interval(130.0, 0.5), BOUNDS, later),
-            Some(4)
-        );
+        failed_probe(&mut q, 4, later);
         let soon = later + Duration::from_secs(2);
         assert_eq!(
             q.decide(None, 4, interval(130.0, 0.5), BOUNDS, soon),

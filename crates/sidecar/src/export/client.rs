@@ -196,7 +196,7 @@ impl GrpcSink {
             None
         };
         Ok(GrpcSink {
-            channel: endpoint.connect_with_connector_lazy(coalescing_connector(timeout)),
+            channel: endpoint.connect_with_connector_lazy(coalescing_connector()),
             timeout,
             credentials,
         })
@@ -280,11 +280,9 @@ fn with_sources(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// The TCP connector tonic would use (no delay, connect timeout), with each connection's writes
-/// gathered by [`CoalescingIo`] under TLS and HTTP/2.
-fn coalescing_connector(
-    connect_timeout: Duration,
-) -> impl tower::Service<
+/// The TCP connector tonic would use (no delay; tonic adds the connect timeout), with each
+/// connection's writes gathered by [`CoalescingIo`] under TLS and HTTP/2.
+fn coalescing_connector() -> impl tower::Service<
     http::Uri,
     Response = TokioIo<CoalescingIo<tokio::net::TcpStream>>,
     Error = std::io::Error,
@@ -295,7 +293,6 @@ fn coalescing_connector(
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
     tower::service_fn(move |uri: http::Uri| {
         let mut http = http.clone();
         async move {
