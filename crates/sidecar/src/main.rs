@@ -14,7 +14,8 @@ use clap::Parser;
 use prometheus_wal::{FollowOptions, Follower};
 use stackdriver_prometheus_sidecar::config::{Config, Flags, LogFormat, LogLevel, WalStart};
 use stackdriver_prometheus_sidecar::export::{
-    ExportConfig, Exporter, FileSink, GrpcSink, autoscale, client::install_crypto_provider,
+    ExportConfig, Exporter, FileSink, GrpcSink, autoscale,
+    client::{connections_for, install_crypto_provider},
 };
 use stackdriver_prometheus_sidecar::metadata::MetadataCache;
 use stackdriver_prometheus_sidecar::observe::recent::RecentErrors;
@@ -164,7 +165,12 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
             )
         }
         None => {
-            let sink = GrpcSink::new(&config.api, SEND_TIMEOUT).map_err(|e| {
+            let sink = GrpcSink::new(
+                &config.api,
+                SEND_TIMEOUT,
+                connections_for(config.shards.max),
+            )
+            .map_err(|e| {
                 anyhow!(
                     "--stackdriver.api-address={}: {e}{CREDENTIALS_HINT}",
                     config.api.url

@@ -175,6 +175,7 @@ async fn histograms_renames_filters_and_aggregates_pass_the_emulator() {
             auth: false,
         },
         Duration::from_secs(10),
+        2,
     )
     .unwrap();
     let tracker = Arc::new(DeliveryTracker::new(Resume::default().position));

@@ -43,6 +43,7 @@ async fn survive(outage: Outage, rounds: usize, every: Duration) {
             auth: false,
         },
         Duration::from_secs(10),
+        2,
     )
     .unwrap();
     let mut config = ExportConfig::new("proj", 4);

@@ -12,11 +12,12 @@
 //!
 //! That formula cannot see a reader held back by its own shards: a fast backend answers
 //! quickly, so few shards seem enough, while the reader waits on full queues and the backlog is
-//! read slower than the machine allows. So while the reader spends a quarter of its time or
-//! more waiting, the controller *probes*: it doubles the shards, and half a second later compares
-//! the points sent per second. A gain of a tenth or more keeps the new count (and the next
-//! probe may double again); otherwise the count goes back and no probe above it is tried for a
-//! minute. Probed counts are kept as a floor while the reader keeps waiting.
+//! read slower than the machine allows. So while the reader spends a tenth of its time or more
+//! waiting, the controller *probes*: it doubles the shards and, half a second after the new
+//! count runs, compares the points sent per second. A gain of 5 % or more keeps the new count
+//! (and the next probe may double again); otherwise the count goes back and no probe above it
+//! is tried for 2 s, twice as long after each failure in a row (up to a minute), until the
+//! reader is free again. Probed counts are kept as a floor while the reader keeps waiting.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -40,8 +41,17 @@ const ALPHA: f64 = 0.2;
 /// Share of an interval the reader must spend waiting on full queues before more shards are
 /// probed.
 const BLOCKED_SHARE: f64 = 0.1;
+/// Share of an interval a reader waiting on few shards must spend waiting to be given
+/// [`UNJUDGED_SHARDS`] at once.
+const MOSTLY_WAITING: f64 = 0.5;
+/// Shards given at once, without a probe, to a reader waiting most of the time on fewer. So
+/// many cost little (about 200 kB each) and a half-second probe cannot judge them: while a
+/// catch-up starts, what the process does besides sending (resolving every series, growing its
+/// memory) and a busy machine move the points sent per second by more than they gain. Probing
+/// goes on from there.
+const UNJUDGED_SHARDS: usize = 16;
 /// Gain in points sent per second a probe must bring to be kept.
-const PROBE_GAIN: f64 = 1.05;
+const PROBE_GAIN: f64 = 1.1;
 /// How long after a probe its effect is measured: long enough for the reshard's drain to be a
 /// small part of it, short enough that a catch-up of a few seconds profits.
 const PROBE_TICK: Duration = Duration::from_millis(500);
@@ -217,7 +227,17 @@ impl Prober {
                 // Something else changed the count meanwhile: the measurement means nothing.
                 return formula;
             }
-            if interval.points_out >= probe.points_out_before * PROBE_GAIN {
+            let kept = interval.points_out >= probe.points_out_before * PROBE_GAIN;
+            tracing::info!(
+                from = probe.from,
+                to = probe.to,
+                points_per_second_before = probe.points_out_before as u64,
+                points_per_second_after = interval.points_out as u64,
+                reader_waiting_share = interval.blocked,
+                kept,
+                "more shards tried"
+            );
+            if kept {
                 self.floor = probe.to;
                 self.failures = 0;
             } else {
@@ -234,6 +254,15 @@ impl Prober {
             self.floor = 0;
             self.failures = 0;
             return formula;
+        }
+        let jump = UNJUDGED_SHARDS.min(bounds.max);
+        if interval.blocked >= MOSTLY_WAITING
+            && interval.points_out > 0.0
+            && current < jump
+            && self.ceiling.is_none_or(|(c, _)| jump < c)
+        {
+            self.floor = self.floor.max(jump);
+            return Some(jump.max(formula.unwrap_or(0)).min(bounds.max));
         }
         // After a probe that brought nothing, the formula may not grow the count either while
         // the reader waits: it assumes the time requests take is what holds the reader back,
@@ -444,7 +473,7 @@ mod tests {
     /// At `at`, with the reader waiting: a probe from `from` to twice as many shards starts,
     /// brings nothing, and the count goes back.
     fn failed_probe(p: &mut Prober, from: usize, at: tokio::time::Instant) {
-        let busy = interval(130.0, 0.5);
+        let busy = interval(130.0, 0.3);
         assert_eq!(p.decide(None, from, busy, BOUNDS, at), Some(2 * from));
         assert_eq!(p.decide(None, 2 * from, busy, BOUNDS, at), Some(from));
     }
@@ -453,14 +482,14 @@ mod tests {
     fn a_waiting_reader_makes_the_prober_double_while_it_helps() {
         let mut p = Prober::default();
         let t0 = tokio::time::Instant::now();
-        // The reader waits half the time; the formula is content: probe 2 → 4.
-        assert_eq!(p.decide(None, 2, interval(100.0, 0.5), BOUNDS, t0), Some(4));
+        // The reader waits a third of the time; the formula is content: probe 2 → 4.
+        assert_eq!(p.decide(None, 2, interval(100.0, 0.3), BOUNDS, t0), Some(4));
         assert!(p.probing());
         // 4 shards sent 30 % more: kept, and the next probe starts at once.
-        assert_eq!(p.decide(None, 4, interval(130.0, 0.5), BOUNDS, t0), Some(8));
+        assert_eq!(p.decide(None, 4, interval(130.0, 0.3), BOUNDS, t0), Some(8));
         // 8 brought nothing: back to 4, whatever the formula says.
         assert_eq!(
-            p.decide(Some(9), 8, interval(131.0, 0.5), BOUNDS, t0),
+            p.decide(Some(9), 8, interval(131.0, 0.3), BOUNDS, t0),
             Some(4)
         );
         assert!(!p.probing());
@@ -468,11 +497,11 @@ mod tests {
         // and the proven floor holds against a formula asking for fewer.
         let later = t0 + Duration::from_secs(1);
         assert_eq!(
-            p.decide(Some(12), 4, interval(130.0, 0.5), BOUNDS, later),
+            p.decide(Some(12), 4, interval(130.0, 0.3), BOUNDS, later),
             None
         );
         assert_eq!(
-            p.decide(Some(2), 4, interval(130.0, 0.5), BOUNDS, later),
+            p.decide(Some(2), 4, interval(130.0, 0.3), BOUNDS, later),
             None
         );
         // After it, probing resumes; each failure in a row doubles the wait, up to a minute.
@@ -481,7 +510,7 @@ mod tests {
             failed_probe(&mut p, 4, at);
             let almost = at + Duration::from_secs(wait) - Duration::from_millis(1);
             assert_eq!(
-                p.decide(None, 4, interval(130.0, 0.5), BOUNDS, almost),
+                p.decide(None, 4, interval(130.0, 0.3), BOUNDS, almost),
                 None
             );
             at += Duration::from_secs(wait);
@@ -497,22 +526,22 @@ mod tests {
         failed_probe(&mut q, 4, later);
         let soon = later + Duration::from_secs(2);
         assert_eq!(
-            q.decide(None, 4, interval(130.0, 0.5), BOUNDS, soon),
+            q.decide(None, 4, interval(130.0, 0.3), BOUNDS, soon),
             Some(8)
         );
         // A probe that helps starts the waits afresh.
-        assert_eq!(p.decide(None, 4, interval(130.0, 0.5), BOUNDS, at), Some(8));
+        assert_eq!(p.decide(None, 4, interval(130.0, 0.3), BOUNDS, at), Some(8));
         assert_eq!(
-            p.decide(None, 8, interval(200.0, 0.5), BOUNDS, at),
+            p.decide(None, 8, interval(200.0, 0.3), BOUNDS, at),
             Some(16)
         );
         assert_eq!(
-            p.decide(None, 16, interval(200.0, 0.5), BOUNDS, at),
+            p.decide(None, 16, interval(200.0, 0.3), BOUNDS, at),
             Some(8)
         );
         let soon = at + Duration::from_secs(2);
         assert_eq!(
-            p.decide(None, 8, interval(200.0, 0.5), BOUNDS, soon),
+            p.decide(None, 8, interval(200.0, 0.3), BOUNDS, soon),
             Some(16)
         );
     }
@@ -534,10 +563,52 @@ mod tests {
         let mut q = Prober::default();
         assert_eq!(q.decide(None, 1, interval(0.0, 1.0), BOUNDS, t0), None);
         // Another change meanwhile voids the probe's measurement.
-        assert_eq!(q.decide(None, 1, interval(10.0, 1.0), BOUNDS, t0), Some(2));
+        assert_eq!(q.decide(None, 1, interval(10.0, 0.3), BOUNDS, t0), Some(2));
         assert_eq!(
-            q.decide(Some(7), 5, interval(1.0, 1.0), BOUNDS, t0),
+            q.decide(Some(7), 5, interval(1.0, 0.3), BOUNDS, t0),
             Some(7)
+        );
+    }
+
+    #[test]
+    fn a_reader_waiting_most_of_the_time_on_few_shards_gets_sixteen_at_once() {
+        let mut p = Prober::default();
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(
+            p.decide(None, 2, interval(100.0, 0.8), BOUNDS, t0),
+            Some(16)
+        );
+        assert!(!p.probing());
+        // A formula asking for fewer is not followed while the reader waits; probing goes on
+        // from sixteen.
+        assert_eq!(
+            p.decide(Some(3), 16, interval(100.0, 0.15), BOUNDS, t0),
+            Some(32)
+        );
+        assert!(p.probing());
+        // A formula asking for more than sixteen is followed.
+        let mut q = Prober::default();
+        assert_eq!(
+            q.decide(Some(20), 4, interval(100.0, 0.6), BOUNDS, t0),
+            Some(20)
+        );
+        // Not beyond the maximum, and not over a count that just failed.
+        let small = ShardBounds { min: 1, max: 6 };
+        assert_eq!(
+            Prober::default().decide(None, 2, interval(100.0, 0.9), small, t0),
+            Some(6)
+        );
+        let mut r = Prober::default();
+        assert_eq!(
+            r.decide(None, 8, interval(100.0, 0.3), BOUNDS, t0),
+            Some(16)
+        );
+        assert_eq!(r.decide(None, 16, interval(90.0, 0.3), BOUNDS, t0), Some(8));
+        assert_eq!(r.decide(None, 8, interval(90.0, 0.9), BOUNDS, t0), None);
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(
+            r.decide(None, 8, interval(90.0, 0.9), BOUNDS, later),
+            Some(16)
         );
     }
 

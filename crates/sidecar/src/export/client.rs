@@ -6,6 +6,7 @@
 //! of answers into "retry" and "give up". It must never batch, reorder or drop points itself:
 //! that is the shards' job.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
@@ -142,10 +143,29 @@ pub trait TimeSeriesSink: Send + Sync + 'static {
     }
 }
 
+/// Shards one connection carries at most: a shard has one request in flight, which is one HTTP/2
+/// stream, and servers cap the streams of a connection (Google's front ends at 100).
+const SHARDS_PER_CONNECTION: usize = 50;
+
+/// Fewest connections: a connection is driven by one task, which frames every request and
+/// answer on it; with one only, that task is what a catch-up waits for, while with a few the
+/// cores share the work.
+pub const MIN_CONNECTIONS: usize = 4;
+
+/// Connections for at most `max_shards` shards: [`MIN_CONNECTIONS`], or more so that none
+/// carries more than [`SHARDS_PER_CONNECTION`] shards. Shard `i` sends on connection
+/// `i % connections`, so few shards (the steady state) open few connections.
+pub fn connections_for(max_shards: usize) -> usize {
+    max_shards
+        .div_ceil(SHARDS_PER_CONNECTION)
+        .max(MIN_CONNECTIONS)
+}
+
 /// gRPC client for the Monitoring API.
 #[derive(Debug, Clone)]
 pub struct GrpcSink {
-    channel: Channel,
+    /// The connections, shared out among the shards.
+    channels: Arc<[Channel]>,
     timeout: Duration,
     /// Google credentials; `None` with `?auth=false`.
     credentials: Option<Credentials>,
@@ -156,8 +176,13 @@ impl GrpcSink {
     /// with `?auth=false`, otherwise TLS and Application Default Credentials
     /// (`GOOGLE_APPLICATION_CREDENTIALS`, the gcloud user credentials, or the metadata server).
     /// Fails when the credentials cannot be loaded; see [`GrpcSink::check_credentials`] for
-    /// credentials that only fail when a token is asked for.
-    pub fn new(api: &ApiAddress, timeout: Duration) -> Result<GrpcSink, String> {
+    /// credentials that only fail when a token is asked for. `connections` HTTP/2 connections
+    /// are opened as shards first use them (see [`connections_for`]).
+    pub fn new(
+        api: &ApiAddress,
+        timeout: Duration,
+        connections: usize,
+    ) -> Result<GrpcSink, String> {
         let host = if api.host.contains(':') {
             format!("[{}]", api.host)
         } else {
@@ -196,7 +221,13 @@ impl GrpcSink {
             None
         };
         Ok(GrpcSink {
-            channel: endpoint.connect_with_connector_lazy(coalescing_connector()),
+            channels: (0..connections.max(1))
+                .map(|_| {
+                    endpoint
+                        .clone()
+                        .connect_with_connector_lazy(coalescing_connector())
+                })
+                .collect(),
             timeout,
             credentials,
         })
@@ -312,8 +343,13 @@ pub fn install_crypto_provider() {
 
 impl TimeSeriesSink for GrpcSink {
     async fn create_time_series(&self, request: Bytes) -> Result<(), SendError> {
+        self.create_time_series_from(0, request).await
+    }
+
+    async fn create_time_series_from(&self, shard: usize, request: Bytes) -> Result<(), SendError> {
         let metadata = self.auth_headers().await?;
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let channel = &self.channels[shard % self.channels.len()];
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
         grpc.ready()
             .await
             .map_err(|e| SendError::local(Code::Unavailable, format!("connecting: {e}"), true))?;
@@ -418,6 +454,16 @@ mod tests {
                 "{code:?}"
             );
         }
+    }
+
+    #[test]
+    fn connections_grow_with_the_most_shards_that_can_run() {
+        assert_eq!(connections_for(1), MIN_CONNECTIONS);
+        assert_eq!(connections_for(200), MIN_CONNECTIONS);
+        assert_eq!(connections_for(201), 5);
+        // The most shards there can be: none carries more than a server's stream limit.
+        assert_eq!(connections_for(1024), 21);
+        assert!(1024usize.div_ceil(connections_for(1024)) <= SHARDS_PER_CONNECTION);
     }
 
     #[test]

@@ -339,6 +339,7 @@ mod tests {
                     auth: false,
                 },
                 Duration::from_secs(10),
+                1,
             )
             .unwrap(),
         );
