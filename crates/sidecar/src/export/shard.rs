@@ -144,6 +144,7 @@ pub(super) fn spawn_shard<S: TimeSeriesSink>(
     let shard = Shard {
         pool: parts.pool.clone(),
         ahead: Vec::with_capacity(CHUNK_POINTS),
+        acks_ahead: Vec::with_capacity(config.max_batch),
         idle: parts.idle.clone(),
         idle_open: true,
         index,
@@ -248,8 +249,10 @@ struct Entry {
 
 struct Shard<S> {
     pool: Arc<ChunkPool>,
-    /// The addresses of the chunk being taken (reused buffer).
-    ahead: Vec<[usize; 2]>,
+    /// The prototypes' addresses of the chunk being taken (reused buffer).
+    ahead: Vec<usize>,
+    /// The delivery states' addresses of the request done with (reused buffer).
+    acks_ahead: Vec<usize>,
     /// Changes when the reader has been idle a while: a partial batch then goes out at once
     /// instead of waiting for its deadline, since no more points are coming soon.
     idle: tokio::sync::watch::Receiver<u64>,
@@ -289,17 +292,19 @@ impl<S: TimeSeriesSink> Shard<S> {
                 chunk = self.rx.recv() => match chunk {
                     Some(mut chunk) => {
                         self.stats.queue_taken(chunk.len() as u64);
-                        // The addresses each item will make the shard read, so the loads
-                        // can be started a few items ahead.
+                        // Where each item's prototype lies (a separate allocation, far from the
+                        // others), so that its load can be started a few items ahead. Plain
+                        // addresses, so that they can be kept across the awaits. (Delivery
+                        // states are loaded once the request is done, in `record_deliveries`.)
                         let mut ahead = std::mem::take(&mut self.ahead);
                         ahead.clear();
-                        ahead.extend(chunk.iter().map(read_addresses));
-                        for lines in ahead.iter().take(PREFETCH_AHEAD) {
-                            prefetch_lines(lines);
+                        ahead.extend(chunk.iter().map(|item| Arc::as_ptr(&item.series) as usize));
+                        for address in ahead.iter().take(PREFETCH_AHEAD) {
+                            crate::prefetch::prefetch(*address as *const u8);
                         }
                         for (i, item) in chunk.drain(..).enumerate() {
-                            if let Some(lines) = ahead.get(i + PREFETCH_AHEAD) {
-                                prefetch_lines(lines);
+                            if let Some(address) = ahead.get(i + PREFETCH_AHEAD) {
+                                crate::prefetch::prefetch(*address as *const u8);
                             }
                             self.add(item).await;
                         }
@@ -385,20 +390,25 @@ impl<S: TimeSeriesSink> Shard<S> {
     /// The batch is done with (accepted, or dropped for good): record each tracked point's series
     /// state, then let the watermark pass them.
     fn record_deliveries(&mut self, batch: Vec<Entry>) {
-        // The delivery states were last touched by the reader: start loading them ahead.
-        let acks: Vec<usize> = batch
-            .iter()
-            .map(|e| match &e.delivery {
-                Some(PointAck::Series(ack, _)) => Arc::as_ptr(ack) as usize,
-                _ => 0,
-            })
-            .collect();
-        for address in acks.iter().take(PREFETCH_AHEAD) {
-            prefetch_lines(&[*address, 0]);
-        }
+        // The delivery states were last written by the reader (their reference counts): start
+        // loading them ahead, ready to be written.
+        let mut acks = std::mem::take(&mut self.acks_ahead);
+        acks.clear();
+        acks.extend(batch.iter().map(|e| match &e.delivery {
+            Some(PointAck::Series(ack, _)) => Arc::as_ptr(ack) as usize,
+            _ => 0,
+        }));
+        let prefetch_ack = |address: usize| {
+            if address != 0 {
+                crate::prefetch::prefetch_write(address as *const u8);
+            }
+        };
+        acks.iter()
+            .take(PREFETCH_AHEAD)
+            .for_each(|a| prefetch_ack(*a));
         for (i, entry) in batch.into_iter().enumerate() {
             if let Some(address) = acks.get(i + PREFETCH_AHEAD) {
-                prefetch_lines(&[*address, 0]);
+                prefetch_ack(*address);
             }
             if let Some(ack) = entry.delivery {
                 ack.delivered(entry.point.end_ms);
@@ -422,6 +432,7 @@ impl<S: TimeSeriesSink> Shard<S> {
             tracker.points_completed(self.lanes.clone(), completed, self.last_mark.take());
         }
         self.completed_by_lane.fill(0);
+        self.acks_ahead = acks;
     }
 
     fn drop_points(&self, reason: ExportDrop, n: u64) {
@@ -591,28 +602,6 @@ impl<S: TimeSeriesSink> Shard<S> {
 
 /// How many items ahead a shard asks the CPU to load series data.
 const PREFETCH_AHEAD: usize = 8;
-
-/// Where the series data an item makes the shard read lie: its prototype and its delivery
-/// state (each a separate allocation, far from the others of the chunk). Plain addresses, so
-/// that they can be kept across the shard's awaits.
-fn read_addresses(item: &QueuedPoint) -> [usize; 2] {
-    let ack = match &item.delivery {
-        Some(Delivery {
-            ack: PointAck::Series(ack, _),
-            ..
-        }) => Arc::as_ptr(ack) as usize,
-        _ => 0,
-    };
-    [Arc::as_ptr(&item.series) as usize, ack]
-}
-
-fn prefetch_lines(lines: &[usize; 2]) {
-    for &address in lines {
-        if address != 0 {
-            crate::prefetch::prefetch(address as *const u8);
-        }
-    }
-}
 
 /// Milliseconds since the Unix epoch, by the wall clock (the API's limits are wall-clock).
 fn now_ms() -> i64 {

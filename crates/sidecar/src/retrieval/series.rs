@@ -314,9 +314,10 @@ impl SeriesCache {
         if let SeriesState::Resolved { series, .. } = &entry.state {
             crate::prefetch::prefetch(Arc::as_ptr(&series.prototype));
         }
-        // Its delivery state is shared with the shard that sends it, which last wrote it.
+        // Its delivery state is shared with the shard that sends it, which last wrote it; the
+        // reader writes it too (its reference count).
         if let Some(ack) = &entry.delivery {
-            crate::prefetch::prefetch(Arc::as_ptr(ack));
+            crate::prefetch::prefetch_write(Arc::as_ptr(ack));
         }
     }
 
