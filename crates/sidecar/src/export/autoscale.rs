@@ -13,11 +13,13 @@
 //! That formula cannot see a reader held back by its own shards: a fast backend answers
 //! quickly, so few shards seem enough, while the reader waits on full queues and the backlog is
 //! read slower than the machine allows. So while the reader spends a tenth of its time or more
-//! waiting, the controller *probes*: it doubles the shards and, half a second after the new
-//! count runs, compares the points sent per second. A gain of 5 % or more keeps the new count
-//! (and the next probe may double again); otherwise the count goes back and no probe above it
-//! is tried for 2 s, twice as long after each failure in a row (up to a minute), until the
-//! reader is free again. Probed counts are kept as a floor while the reader keeps waiting.
+//! waiting, the controller *probes*: it doubles the shards and, over two half-second windows
+//! after the new count runs, compares the points sent per second. A gain of 10 % or more in
+//! both keeps the new count (and the next probe may double again); otherwise the count goes
+//! back and no probe above it is tried for 2 s, twice as long after each failure in a row (up
+//! to a minute), until the reader is free again. A reader waiting most of the time on fewer
+//! than 16 shards gets 16 at once, unprobed. Probed counts are kept as a floor while the
+//! reader keeps waiting.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -52,6 +54,10 @@ const MOSTLY_WAITING: f64 = 0.5;
 const UNJUDGED_SHARDS: usize = 16;
 /// Gain in points sent per second a probe must bring to be kept.
 const PROBE_GAIN: f64 = 1.1;
+/// Half-second windows in a row that must each show the gain for a probe to be kept: one
+/// window's measurement on a busy machine varies by about as much as the gain, and every
+/// shard kept costs memory (about 200 kB).
+const PROBE_WINDOWS: u32 = 2;
 /// How long after a probe its effect is measured: long enough for the reshard's drain to be a
 /// small part of it, short enough that a catch-up of a few seconds profits.
 const PROBE_TICK: Duration = Duration::from_millis(500);
@@ -194,6 +200,8 @@ struct Probe {
     from: usize,
     to: usize,
     points_out_before: f64,
+    /// Windows measured so far that showed the gain.
+    passed: u32,
 }
 
 /// The probing of more shards for a reader held back by its own queues.
@@ -227,16 +235,26 @@ impl Prober {
                 // Something else changed the count meanwhile: the measurement means nothing.
                 return formula;
             }
-            let kept = interval.points_out >= probe.points_out_before * PROBE_GAIN;
+            let gained = interval.points_out >= probe.points_out_before * PROBE_GAIN;
+            let kept = gained && probe.passed + 1 >= PROBE_WINDOWS;
             tracing::info!(
                 from = probe.from,
                 to = probe.to,
                 points_per_second_before = probe.points_out_before as u64,
                 points_per_second_after = interval.points_out as u64,
                 reader_waiting_share = interval.blocked,
+                gained,
                 kept,
                 "more shards tried"
             );
+            if gained && !kept {
+                // Measured again before it is kept.
+                self.probe = Some(Probe {
+                    passed: probe.passed + 1,
+                    ..probe
+                });
+                return None;
+            }
             if kept {
                 self.floor = probe.to;
                 self.failures = 0;
@@ -279,6 +297,7 @@ impl Prober {
                 from: current,
                 to,
                 points_out_before: interval.points_out,
+                passed: 0,
             });
             return Some(to);
         }
@@ -485,8 +504,10 @@ mod tests {
         // The reader waits a third of the time; the formula is content: probe 2 → 4.
         assert_eq!(p.decide(None, 2, interval(100.0, 0.3), BOUNDS, t0), Some(4));
         assert!(p.probing());
-        // 4 shards sent 30 % more: kept, and the next probe starts at once.
-        assert_eq!(p.decide(None, 4, interval(130.0, 0.3), BOUNDS, t0), Some(8));
+        // 4 shards sent 30 % more: measured again, then kept, and the next probe starts at once.
+        assert_eq!(p.decide(None, 4, interval(130.0, 0.3), BOUNDS, t0), None);
+        assert!(p.probing());
+        assert_eq!(p.decide(None, 4, interval(132.0, 0.3), BOUNDS, t0), Some(8));
         // 8 brought nothing: back to 4, whatever the formula says.
         assert_eq!(
             p.decide(Some(9), 8, interval(131.0, 0.3), BOUNDS, t0),
@@ -531,6 +552,7 @@ mod tests {
         );
         // A probe that helps starts the waits afresh.
         assert_eq!(p.decide(None, 4, interval(130.0, 0.3), BOUNDS, at), Some(8));
+        assert_eq!(p.decide(None, 8, interval(200.0, 0.3), BOUNDS, at), None);
         assert_eq!(
             p.decide(None, 8, interval(200.0, 0.3), BOUNDS, at),
             Some(16)
@@ -570,10 +592,31 @@ mod tests {
         );
     }
 
+    /// A prober that has decided nothing yet, and the time now.
+    fn fresh() -> (Prober, tokio::time::Instant) {
+        (Prober::default(), tokio::time::Instant::now())
+    }
+
+    #[test]
+    fn a_gain_seen_in_one_window_only_is_not_kept() {
+        let (mut p, t0) = fresh();
+        assert_eq!(
+            p.decide(None, 16, interval(100.0, 0.3), BOUNDS, t0),
+            Some(32)
+        );
+        assert_eq!(p.decide(None, 32, interval(120.0, 0.3), BOUNDS, t0), None);
+        // The second window shows less than the gain: back to 16, and not tried for a while.
+        assert_eq!(
+            p.decide(None, 32, interval(105.0, 0.3), BOUNDS, t0),
+            Some(16)
+        );
+        assert!(!p.probing());
+        assert_eq!(p.decide(None, 16, interval(100.0, 0.3), BOUNDS, t0), None);
+    }
+
     #[test]
     fn a_reader_waiting_most_of_the_time_on_few_shards_gets_sixteen_at_once() {
-        let mut p = Prober::default();
-        let t0 = tokio::time::Instant::now();
+        let (mut p, t0) = fresh();
         assert_eq!(
             p.decide(None, 2, interval(100.0, 0.8), BOUNDS, t0),
             Some(16)
