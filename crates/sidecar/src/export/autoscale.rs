@@ -19,7 +19,9 @@
 //! back and no probe above it is tried for 2 s, twice as long after each failure in a row (up
 //! to a minute), until the reader is free again. A reader waiting most of the time on fewer
 //! than 16 shards gets 16 at once, unprobed. Probed counts are kept as a floor while the
-//! reader keeps waiting.
+//! reader keeps waiting, and meanwhile the formula may lower nothing below them nor raise the
+//! count (a busy backend makes requests slower the more shards send, so it would ask for ever
+//! more).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -280,15 +282,13 @@ impl Prober {
             && self.ceiling.is_none_or(|(c, _)| jump < c)
         {
             self.floor = self.floor.max(jump);
-            return Some(jump.max(formula.unwrap_or(0)).min(bounds.max));
+            return Some(jump);
         }
-        // After a probe that brought nothing, the formula may not grow the count either while
-        // the reader waits: it assumes the time requests take is what holds the reader back,
-        // and the probe just showed otherwise.
-        let formula = match (formula, self.ceiling) {
-            (Some(f), Some(_)) if f > current => None,
-            _ => formula,
-        };
+        // While the reader waits, only probes grow the count, not the formula: it takes the time
+        // requests take as what holds the reader back, but when the backend or the machine is
+        // what is busy, that time grows with the count itself (requests queue), so it would ask
+        // for ever more shards, each costing memory, for nothing.
+        let formula = formula.filter(|f| *f <= current);
         let wanted = formula.unwrap_or(current).max(self.floor);
         let to = (current * 2).min(bounds.max);
         let allowed = to > current && self.ceiling.is_none_or(|(c, _)| to < c);
@@ -629,11 +629,16 @@ mod tests {
             Some(32)
         );
         assert!(p.probing());
-        // A formula asking for more than sixteen is followed.
+        // Nor does a formula asking for more than sixteen take it higher.
         let mut q = Prober::default();
         assert_eq!(
             q.decide(Some(20), 4, interval(100.0, 0.6), BOUNDS, t0),
-            Some(20)
+            Some(16)
+        );
+        assert_eq!(
+            q.decide(Some(40), 16, interval(100.0, 0.2), BOUNDS, t0),
+            Some(32),
+            "a probe, not the formula's count"
         );
         // Not beyond the maximum, and not over a count that just failed.
         let small = ShardBounds { min: 1, max: 6 };
