@@ -148,6 +148,23 @@ pub fn desired_shards(rates: &Rates, current: usize, bounds: ShardBounds) -> Opt
     (new != current).then_some(new)
 }
 
+/// The formula's count, except that it may not grow while the reader catches up without waiting
+/// on its queues: the reader is then the limit, and more shards cannot make it read faster
+/// (while a backlog remains the formula asks for up to 2.5 times as many, each costing memory).
+pub fn reader_bound(
+    formula: Option<usize>,
+    current: usize,
+    rates: &Rates,
+    interval: Interval,
+) -> Option<usize> {
+    let catching_up = rates.wal_read > rates.wal_written;
+    if catching_up && interval.blocked < BLOCKED_SHARE {
+        formula.filter(|f| *f <= current)
+    } else {
+        formula
+    }
+}
+
 /// Counter readings at one tick.
 #[derive(Debug, Default, Clone, Copy)]
 struct Reading {
@@ -386,7 +403,12 @@ pub async fn run(
         }
         let current = resharder.current();
         let rates = controller.rates();
-        let formula = desired_shards(&rates, current, bounds);
+        let formula = reader_bound(
+            desired_shards(&rates, current, bounds),
+            current,
+            &rates,
+            controller.last_interval,
+        );
         let decided = prober.decide(
             formula,
             current,
@@ -657,6 +679,22 @@ mod tests {
         assert_eq!(
             r.decide(None, 8, interval(90.0, 0.9), BOUNDS, later),
             Some(16)
+        );
+    }
+
+    #[test]
+    fn a_free_reader_catching_up_gets_no_more_shards_from_the_formula() {
+        let catching_up = rates(1_000_000.0, 0.00001, 1.0, 10.0);
+        let live = rates(1_000_000.0, 0.00001, 10.0, 10.0);
+        let free = interval(1e6, 0.0);
+        assert_eq!(reader_bound(Some(40), 16, &catching_up, free), None);
+        assert_eq!(reader_bound(Some(8), 16, &catching_up, free), Some(8));
+        // Keeping pace with the WAL, the formula keeps ahead of the arrival rate.
+        assert_eq!(reader_bound(Some(40), 16, &live, free), Some(40));
+        // A waiting reader is the prober's to judge.
+        assert_eq!(
+            reader_bound(Some(40), 16, &catching_up, interval(1e6, 0.5)),
+            Some(40)
         );
     }
 
