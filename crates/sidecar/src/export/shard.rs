@@ -299,13 +299,8 @@ impl<S: TimeSeriesSink> Shard<S> {
                         let mut ahead = std::mem::take(&mut self.ahead);
                         ahead.clear();
                         ahead.extend(chunk.iter().map(|item| Arc::as_ptr(&item.series) as usize));
-                        for address in ahead.iter().take(PREFETCH_AHEAD) {
-                            crate::prefetch::prefetch(*address as *const u8);
-                        }
                         for (i, item) in chunk.drain(..).enumerate() {
-                            if let Some(address) = ahead.get(i + PREFETCH_AHEAD) {
-                                crate::prefetch::prefetch(*address as *const u8);
-                            }
+                            prefetch_ahead(&ahead, i, crate::prefetch::prefetch::<u8>);
                             self.add(item).await;
                         }
                         self.ahead = ahead;
@@ -398,18 +393,8 @@ impl<S: TimeSeriesSink> Shard<S> {
             Some(PointAck::Series(ack, _)) => Arc::as_ptr(ack) as usize,
             _ => 0,
         }));
-        let prefetch_ack = |address: usize| {
-            if address != 0 {
-                crate::prefetch::prefetch_write(address as *const u8);
-            }
-        };
-        acks.iter()
-            .take(PREFETCH_AHEAD)
-            .for_each(|a| prefetch_ack(*a));
         for (i, entry) in batch.into_iter().enumerate() {
-            if let Some(address) = acks.get(i + PREFETCH_AHEAD) {
-                prefetch_ack(*address);
-            }
+            prefetch_ahead(&acks, i, crate::prefetch::prefetch_write::<u8>);
             if let Some(ack) = entry.delivery {
                 ack.delivered(entry.point.end_ms);
                 let lane = lane_of(entry.series.hash);
@@ -602,6 +587,22 @@ impl<S: TimeSeriesSink> Shard<S> {
 
 /// How many items ahead a shard asks the CPU to load series data.
 const PREFETCH_AHEAD: usize = 8;
+
+/// Before handling item `i` of a run whose items lie at `addresses` (0: nothing to load), starts
+/// loading, with `hint`, the item [`PREFETCH_AHEAD`] further on, and at the first item the
+/// ones before it too.
+fn prefetch_ahead(addresses: &[usize], i: usize, hint: fn(*const u8)) {
+    let first = if i == 0 { 0 } else { i + PREFETCH_AHEAD };
+    for &address in addresses
+        .iter()
+        .skip(first)
+        .take(i + PREFETCH_AHEAD + 1 - first)
+    {
+        if address != 0 {
+            hint(address as *const u8);
+        }
+    }
+}
 
 /// Milliseconds since the Unix epoch, by the wall clock (the API's limits are wall-clock).
 fn now_ms() -> i64 {
