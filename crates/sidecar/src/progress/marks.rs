@@ -2,18 +2,22 @@
 //! the backend acknowledged, written after every completed request.
 //!
 //! A shard sends the points of its lanes in WAL order, so what it has delivered of each of its
-//! lanes is everything up to its last acknowledged point. Marks are tiny fixed-size slots in
-//! `stackdriver_sidecar.marks`, one per lane; a shard's lanes are contiguous, so they are
-//! overwritten in place with one `pwrite` per request and no fsync: the bytes are in the kernel's page cache as soon as the call
-//! returns, so a `kill -9` of the sidecar loses nothing (a power loss can lose the last marks;
-//! they are fsynced with every periodic save). With them, a restart skips exactly the points that
-//! were acknowledged, not just those covered by the last periodic save. This module never decides
-//! what was delivered; it stores what it is told.
+//! lanes is everything up to its last acknowledged point. A shard's lanes are contiguous, so one
+//! mark covers them all: after each request the shard overwrites, in place, the one fixed-size
+//! slot of its first lane in `stackdriver_sidecar.marks` with the mark, the end of its lane range
+//! and a sequence number (one small `pwrite`, whatever the number of lanes; no fsync: the bytes
+//! are in the kernel's page cache as soon as the call returns, so a `kill -9` of the sidecar
+//! loses nothing; a power loss can lose the last marks, which are fsynced with every periodic
+//! save). A lane's mark is the one of the newest slot whose range covers it, so slots left by an
+//! earlier shard count (before a reshard) are outranked as soon as the new owner writes. With
+//! them, a restart skips exactly the points that were acknowledged, not just those covered by the
+//! last periodic save. This module never decides what was delivered; it stores what it is told.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use prometheus_wal::WalPosition;
 
@@ -22,11 +26,14 @@ use crate::export::lanes::LANES;
 /// The marks file in the WAL directory.
 pub const MARKS_FILE: &str = "stackdriver_sidecar.marks";
 
-// Version 2: one slot per lane. Files of version 1 (one slot per shard of a fixed shard count)
-// are not read; the progress file still gives the resume point.
-const MAGIC: &[u8; 8] = b"SDSCMRK2";
+// Version 3: one slot per lane, each covering a range of lanes from its own. Files of earlier
+// versions (version 2 rewrote every lane's slot after each request; version 1 had one slot per
+// shard of a fixed shard count) are not read: the progress file still gives the resume point.
+const MAGIC: &[u8; 8] = b"SDSCMRK3";
 const HEADER_LEN: u64 = 16;
-const SLOT_LEN: usize = 8 + 8 + 8 + 4;
+// Segment, offset, sample index, sequence number, end of the lane range, CRC-32C of the rest.
+const SLOT_LEN: usize = 8 + 8 + 8 + 8 + 4 + 4;
+const CRC_AT: usize = SLOT_LEN - 4;
 
 /// The last delivered point of a lane: the record it came from and its sample index there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,34 +62,60 @@ pub fn load(dir: &Path) -> Option<LoadedMarks> {
     if lanes != LANES || body.len() != LANES * SLOT_LEN {
         return None;
     }
-    let marks = body.chunks_exact(SLOT_LEN).map(decode_slot).collect();
-    Some(LoadedMarks { marks })
+    // Each lane takes the newest readable slot covering it (a damaged slot is skipped alone).
+    let mut marks: Vec<Option<(u64, Mark)>> = vec![None; LANES];
+    for (first, slot) in body.chunks_exact(SLOT_LEN).enumerate() {
+        let Some(slot) = decode_slot(slot) else {
+            continue;
+        };
+        let end = (slot.end as usize).min(LANES);
+        for lane in marks.get_mut(first..end).into_iter().flatten() {
+            if lane.is_none_or(|(seq, _)| slot.seq > seq) {
+                *lane = Some((slot.seq, slot.mark));
+            }
+        }
+    }
+    Some(LoadedMarks {
+        marks: marks.into_iter().map(|m| m.map(|(_, mark)| mark)).collect(),
+    })
 }
 
-fn encode_slot(mark: Option<Mark>) -> [u8; SLOT_LEN] {
+/// One decoded slot: `mark` holds for the lanes from the slot's own to `end` (exclusive).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    mark: Mark,
+    seq: u64,
+    end: u32,
+}
+
+fn encode_slot(Slot { mark, seq, end }: Slot) -> [u8; SLOT_LEN] {
     let mut slot = [0u8; SLOT_LEN];
-    if let Some(m) = mark {
-        slot[0..8].copy_from_slice(&m.position.segment.to_le_bytes());
-        slot[8..16].copy_from_slice(&m.position.offset.to_le_bytes());
-        slot[16..24].copy_from_slice(&m.index.to_le_bytes());
-        let crc = crc32c::crc32c(&slot[..24]);
-        slot[24..28].copy_from_slice(&crc.to_le_bytes());
-    }
+    slot[0..8].copy_from_slice(&mark.position.segment.to_le_bytes());
+    slot[8..16].copy_from_slice(&mark.position.offset.to_le_bytes());
+    slot[16..24].copy_from_slice(&mark.index.to_le_bytes());
+    slot[24..32].copy_from_slice(&seq.to_le_bytes());
+    slot[32..36].copy_from_slice(&end.to_le_bytes());
+    let crc = crc32c::crc32c(&slot[..CRC_AT]);
+    slot[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
     slot
 }
 
-fn decode_slot(slot: &[u8]) -> Option<Mark> {
-    let crc = u32::from_le_bytes(slot[24..28].try_into().ok()?);
-    if crc != crc32c::crc32c(&slot[..24]) || slot.iter().all(|b| *b == 0) {
+fn decode_slot(slot: &[u8]) -> Option<Slot> {
+    let crc = u32::from_le_bytes(slot.get(CRC_AT..)?.try_into().ok()?);
+    if crc != crc32c::crc32c(&slot[..CRC_AT]) || slot.iter().all(|b| *b == 0) {
         return None;
     }
     let word = |i: usize| u64::from_le_bytes(slot[i..i + 8].try_into().unwrap_or_default());
-    Some(Mark {
-        position: WalPosition {
-            segment: word(0),
-            offset: word(8),
+    Some(Slot {
+        mark: Mark {
+            position: WalPosition {
+                segment: word(0),
+                offset: word(8),
+            },
+            index: word(16),
         },
-        index: word(16),
+        seq: word(24),
+        end: u32::from_le_bytes(slot[32..36].try_into().unwrap_or_default()),
     })
 }
 
@@ -90,6 +123,8 @@ fn decode_slot(slot: &[u8]) -> Option<Mark> {
 #[derive(Debug)]
 pub struct DeliveryMarks {
     file: File,
+    /// What the file's slots hold, and the sequence number of the next slot written.
+    slots: Mutex<(Vec<Option<Slot>>, u64)>,
 }
 
 impl DeliveryMarks {
@@ -107,29 +142,85 @@ impl DeliveryMarks {
         let mut bytes = Vec::with_capacity(HEADER_LEN as usize + LANES * SLOT_LEN);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&(LANES as u64).to_le_bytes());
-        for s in 0..LANES {
-            bytes.extend_from_slice(&encode_slot(initial.get(s).copied().flatten()));
+        // Each lane's initial mark in its own slot, older than anything written from now on.
+        let slots: Vec<Option<Slot>> = (0..LANES)
+            .map(|lane| {
+                initial.get(lane).copied().flatten().map(|mark| Slot {
+                    mark,
+                    seq: 0,
+                    end: lane as u32 + 1,
+                })
+            })
+            .collect();
+        for slot in &slots {
+            match slot {
+                Some(slot) => bytes.extend_from_slice(&encode_slot(*slot)),
+                None => bytes.extend_from_slice(&[0u8; SLOT_LEN]),
+            }
         }
         file.write_all_at(&bytes, 0)?;
         file.sync_all()?;
         std::fs::rename(&tmp, &path)?;
-        Ok(DeliveryMarks { file })
+        Ok(DeliveryMarks {
+            file,
+            slots: Mutex::new((slots, 1)),
+        })
     }
 
     /// Records `mark` as the last delivered point of every lane in `lanes` (the lanes of the
-    /// shard that delivered it, which sends them all in WAL order), with one write.
+    /// shard that delivered it, which sends them all in WAL order), with one write of one slot.
     pub fn mark(&self, lanes: std::ops::Range<usize>, mark: Mark) -> io::Result<()> {
         let lanes = lanes.start.min(LANES)..lanes.end.min(LANES);
         if lanes.is_empty() {
             return Ok(());
         }
-        let slot = encode_slot(Some(mark));
-        let mut bytes = Vec::with_capacity(lanes.len() * SLOT_LEN);
-        for _ in lanes.clone() {
-            bytes.extend_from_slice(&slot);
+        let mut guard = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let (slots, next_seq) = &mut *guard;
+        let seq = *next_seq;
+        *next_seq += 1;
+        let slot = Slot {
+            mark,
+            seq,
+            end: lanes.end as u32,
+        };
+        self.place(slots, lanes.start, slot)
+    }
+
+    /// Writes `slot` into the slot of lane `at`. What it replaces may still be the newest mark
+    /// of lanes past the new slot's range (the range of a shard before the shard count went
+    /// up): that part moves to the slot where the new range ends, unless a newer slot covers
+    /// it there (then past that one), and so on. Only a reshard makes this write more than once.
+    fn place(&self, slots: &mut [Option<Slot>], at: usize, slot: Slot) -> io::Result<()> {
+        let Some(old) = slots.get_mut(at).and_then(|s| s.replace(slot)) else {
+            // Past the last lane (no slot), or the slot was empty.
+            return self.write_slot(at, slot);
+        };
+        self.write_slot(at, slot)?;
+        let mut from = slot.end;
+        while from < old.end {
+            match slots.get(from as usize).copied().flatten() {
+                Some(newer) if newer.seq > old.seq => from = newer.end.max(from + 1),
+                _ => {
+                    return self.place(
+                        slots,
+                        from as usize,
+                        Slot {
+                            end: old.end,
+                            ..old
+                        },
+                    );
+                }
+            }
         }
-        let at = HEADER_LEN + (lanes.start * SLOT_LEN) as u64;
-        self.file.write_all_at(&bytes, at)
+        Ok(())
+    }
+
+    fn write_slot(&self, at: usize, slot: Slot) -> io::Result<()> {
+        if at >= LANES {
+            return Ok(());
+        }
+        let offset = HEADER_LEN + (at * SLOT_LEN) as u64;
+        self.file.write_all_at(&encode_slot(slot), offset)
     }
 
     /// Makes the marks durable (called with every periodic save).
@@ -204,6 +295,79 @@ mod tests {
         bytes.extend_from_slice(&[0u8; 4 * SLOT_LEN]);
         std::fs::write(dir.path().join(MARKS_FILE), &bytes).unwrap();
         assert_eq!(load(dir.path()), None);
+        // Version 2: 1024 slots of 28 bytes.
+        let mut bytes = b"SDSCMRK2".to_vec();
+        bytes.extend_from_slice(&(LANES as u64).to_le_bytes());
+        bytes.extend_from_slice(&vec![0u8; LANES * 28]);
+        std::fs::write(dir.path().join(MARKS_FILE), &bytes).unwrap();
+        assert_eq!(load(dir.path()), None);
+    }
+
+    /// Lane ranges of `shards` shards, as the router splits the lanes (contiguous, in order).
+    fn layout(shards: usize) -> Vec<std::ops::Range<usize>> {
+        (0..shards)
+            .map(|i| i * LANES / shards..(i + 1) * LANES / shards)
+            .collect()
+    }
+
+    #[test]
+    fn each_lane_reads_back_the_last_mark_written_for_it_across_reshards() {
+        // Shards of changing counts write marks in random order; after every write, the file
+        // must give each lane the last mark written for a range holding it.
+        let dir = tempfile::tempdir().unwrap();
+        let marks = DeliveryMarks::create(dir.path(), &[]).unwrap();
+        let mut expected: Vec<Option<Mark>> = vec![None; LANES];
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        let counts = [1, 16, 3, 32, 19, 2, 64, 5, 1, 7];
+        let mut written = 0u64;
+        for (round, shards) in counts.iter().enumerate() {
+            let ranges = layout(*shards);
+            for _ in 0..40 {
+                let lanes = ranges[next(ranges.len())].clone();
+                written += 1;
+                let m = mark(round as u64, written, 0);
+                marks.mark(lanes.clone(), m).unwrap();
+                expected[lanes].fill(Some(m));
+                let loaded = load(dir.path()).unwrap();
+                assert_eq!(
+                    loaded.marks, expected,
+                    "after write {written} ({shards} shards)"
+                );
+            }
+        }
+        // The next run starts from them, and writes over them the same way.
+        drop(marks);
+        let loaded = load(dir.path()).unwrap();
+        let again = DeliveryMarks::create(dir.path(), &loaded.marks).unwrap();
+        again.mark(0..LANES, mark(99, 0, 0)).unwrap();
+        assert_eq!(
+            load(dir.path()).unwrap().marks,
+            vec![Some(mark(99, 0, 0)); LANES]
+        );
+        again.mark(0..8, mark(100, 0, 0)).unwrap();
+        let after = load(dir.path()).unwrap().marks;
+        assert_eq!(after[..8], [Some(mark(100, 0, 0)); 8]);
+        assert_eq!(after[8..], vec![Some(mark(99, 0, 0)); LANES - 8][..]);
+    }
+
+    #[test]
+    fn one_request_writes_one_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let marks = DeliveryMarks::create(dir.path(), &[]).unwrap();
+        marks.mark(0..LANES, mark(1, 2, 3)).unwrap();
+        let bytes = std::fs::read(dir.path().join(MARKS_FILE)).unwrap();
+        let body = &bytes[HEADER_LEN as usize..];
+        assert!(body[SLOT_LEN..].iter().all(|b| *b == 0));
+        assert_eq!(
+            load(dir.path()).unwrap().marks,
+            vec![Some(mark(1, 2, 3)); LANES]
+        );
     }
 
     #[test]
