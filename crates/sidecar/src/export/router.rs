@@ -301,7 +301,7 @@ mod tests {
     use crate::export::client::SendError;
     use crate::export::encode::{Point, PointKind, PointValue, SeriesPrototype, SharedPrototype};
     use crate::export::shard::Delivery;
-    use crate::progress::{PointAck, SeriesAck};
+    use crate::progress::PointAck;
     use bytes::Bytes;
     use gcm_api::monitoring::CreateTimeSeriesRequest;
     use gcm_api::monitoring::typed_value::Value;
@@ -409,9 +409,7 @@ mod tests {
         let resharder = exporter.resharder();
         let mut handle = exporter.handle();
         let all: Vec<SharedPrototype> = (0..300).map(series).collect();
-        let acks: Vec<Arc<SeriesAck>> = (0..300)
-            .map(|i| Arc::new(SeriesAck::new(i as u64, None)))
-            .collect();
+        let acks: Vec<_> = (0..300).map(|i| tracker.ack_for(i, i).unwrap()).collect();
         const ROUNDS: usize = 40;
         let reader_tracker = tracker.clone();
         let pushed = tokio::task::spawn_blocking(move || {
@@ -438,7 +436,7 @@ mod tests {
                             },
                             position,
                             delivery: Some(Delivery {
-                                ack: PointAck::Series(acks[i].clone(), None),
+                                ack: PointAck::Series(acks[i], None),
                                 index: i as u64,
                             }),
                         })

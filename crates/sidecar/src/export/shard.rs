@@ -144,7 +144,6 @@ pub(super) fn spawn_shard<S: TimeSeriesSink>(
     let shard = Shard {
         pool: parts.pool.clone(),
         ahead: Vec::with_capacity(CHUNK_POINTS),
-        acks_ahead: Vec::with_capacity(config.max_batch),
         idle: parts.idle.clone(),
         idle_open: true,
         index,
@@ -251,8 +250,6 @@ struct Shard<S> {
     pool: Arc<ChunkPool>,
     /// The prototypes' addresses of the chunk being taken (reused buffer).
     ahead: Vec<usize>,
-    /// The delivery states' addresses of the request done with (reused buffer).
-    acks_ahead: Vec<usize>,
     /// Changes when the reader has been idle a while: a partial batch then goes out at once
     /// instead of waiting for its deadline, since no more points are coming soon.
     idle: tokio::sync::watch::Receiver<u64>,
@@ -384,25 +381,32 @@ impl<S: TimeSeriesSink> Shard<S> {
 
     /// The batch is done with (accepted, or dropped for good): record each tracked point's series
     /// state, then let the watermark pass them.
-    fn record_deliveries(&mut self, batch: Vec<Entry>) {
-        // The delivery states were last written by the reader (their reference counts): start
-        // loading them ahead, ready to be written.
-        let mut acks = std::mem::take(&mut self.acks_ahead);
-        acks.clear();
-        acks.extend(batch.iter().map(|e| match &e.delivery {
-            Some(PointAck::Series(ack, _)) => Arc::as_ptr(ack) as usize,
-            _ => 0,
-        }));
-        for (i, entry) in batch.into_iter().enumerate() {
-            prefetch_ahead(&acks, i, crate::prefetch::prefetch_write::<u8>);
-            if let Some(ack) = entry.delivery {
-                ack.delivered(entry.point.end_ms);
-                let lane = lane_of(entry.series.hash);
-                if let Some(n) = self
-                    .completed_by_lane
-                    .get_mut(lane.wrapping_sub(self.lanes.start))
+    fn record_deliveries(&mut self, mut batch: Vec<Entry>) {
+        if let Some(tracker) = &self.tracker {
+            // The delivery states lie far apart: start loading them a few points ahead, ready
+            // to be written.
+            for entry in batch.iter().take(PREFETCH_AHEAD) {
+                if let Some(ack) = &entry.delivery {
+                    tracker.prefetch(ack);
+                }
+            }
+            for i in 0..batch.len() {
+                if let Some(ack) = batch
+                    .get(i + PREFETCH_AHEAD)
+                    .and_then(|e| e.delivery.as_ref())
                 {
-                    *n += 1;
+                    tracker.prefetch(ack);
+                }
+                let entry = &mut batch[i];
+                if let Some(ack) = entry.delivery.take() {
+                    tracker.delivered(ack, entry.point.end_ms);
+                    let lane = lane_of(entry.series.hash);
+                    if let Some(n) = self
+                        .completed_by_lane
+                        .get_mut(lane.wrapping_sub(self.lanes.start))
+                    {
+                        *n += 1;
+                    }
                 }
             }
         }
@@ -417,7 +421,6 @@ impl<S: TimeSeriesSink> Shard<S> {
             tracker.points_completed(self.lanes.clone(), completed, self.last_mark.take());
         }
         self.completed_by_lane.fill(0);
-        self.acks_ahead = acks;
     }
 
     fn drop_points(&self, reason: ExportDrop, n: u64) {

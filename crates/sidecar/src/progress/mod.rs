@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod marks;
+pub mod slab;
 pub mod tracker;
 
 use std::path::PathBuf;
@@ -22,7 +23,8 @@ pub use file::{
     SavedSnapshot,
 };
 pub use marks::{DeliveryMarks, LoadedMarks, Mark};
-pub use tracker::{DeliveryTracker, HistogramAck, PointAck, SeriesAck};
+pub use slab::AckId;
+pub use tracker::{DeliveryTracker, HistogramAck, PointAck};
 
 /// Where a run starts, from the saved progress.
 #[derive(Debug, Default)]
@@ -99,10 +101,7 @@ impl Resume {
             tracker.register_histogram(Arc::new(HistogramAck::new(saved.hash, Some(saved))));
         }
         for saved in self.series.values() {
-            tracker.register(
-                saved.series_ref,
-                Arc::new(SeriesAck::new(saved.labels_hash, Some(saved))),
-            );
+            tracker.register(saved);
         }
     }
 }

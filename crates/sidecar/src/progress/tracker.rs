@@ -23,88 +23,12 @@ use super::file::{
     SavedBaseline, SavedHistogram, SavedHistogramState, SavedProgress, SavedSeries, save_streamed,
 };
 use super::marks::{DeliveryMarks, Mark};
+use super::slab::{AckId, AckSlab};
 use crate::export::lanes::LANES;
-
-/// Delivery state of one WAL series, shared by the reader (which creates it) and the shard that
-/// sends the series' points. Kept small (one 64-byte allocation): there is one per series; the
-/// registry's key is its series ref.
-#[derive(Debug)]
-pub struct SeriesAck {
-    labels_hash: u64,
-    state: Mutex<Delivered>,
-}
-
-// One 64-byte allocation with the reference counts.
-const _: () = assert!(std::mem::size_of::<SeriesAck>() <= 48);
-
-/// The last delivered point's time and the counter baseline it was measured from; a NaN
-/// `reset_value` means no baseline (NaN samples are never converted, so no baseline has one).
-#[derive(Debug, Clone, Copy)]
-struct Delivered {
-    last_t: i64,
-    reset_ts: i64,
-    reset_value: f64,
-    previous: f64,
-}
-
-impl Delivered {
-    fn baseline(&self) -> Option<SavedBaseline> {
-        (!self.reset_value.is_nan()).then_some(SavedBaseline {
-            reset_ts: self.reset_ts,
-            reset_value: self.reset_value,
-            previous: self.previous,
-        })
-    }
-
-    fn set_baseline(&mut self, b: SavedBaseline) {
-        (self.reset_ts, self.reset_value, self.previous) = (b.reset_ts, b.reset_value, b.previous);
-    }
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded data stays consistent even if a holder panicked: every update is one store.
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl SeriesAck {
-    /// State for a series, starting from what a previous run saved for it, if anything.
-    pub fn new(labels_hash: u64, restored: Option<&SavedSeries>) -> SeriesAck {
-        let mut state = Delivered {
-            last_t: restored.map_or(i64::MIN, |s| s.last_t),
-            reset_ts: 0,
-            reset_value: f64::NAN,
-            previous: 0.0,
-        };
-        if let Some(b) = restored.and_then(|s| s.baseline) {
-            state.set_baseline(b);
-        }
-        SeriesAck {
-            labels_hash,
-            state: Mutex::new(state),
-        }
-    }
-
-    /// Records that the point ending at `t` was handled for good (sent, dropped, or used as the
-    /// baseline), with the counter baseline it was measured from.
-    pub fn delivered(&self, t: i64, baseline: Option<SavedBaseline>) {
-        let mut s = lock(&self.state);
-        if t >= s.last_t {
-            s.last_t = t;
-            if let Some(b) = baseline {
-                s.set_baseline(b);
-            }
-        }
-    }
-
-    fn snapshot(&self, series_ref: u64) -> SavedSeries {
-        let s = *lock(&self.state);
-        SavedSeries {
-            series_ref,
-            labels_hash: self.labels_hash,
-            last_t: s.last_t,
-            baseline: s.baseline(),
-        }
-    }
 }
 
 /// Delivery state of one histogram output series (several WAL series make one point).
@@ -145,20 +69,11 @@ impl HistogramAck {
 /// What a tracked point records once its request is done with.
 #[derive(Debug, Clone)]
 pub enum PointAck {
-    /// A point of one WAL series, with the counter baseline it was measured from.
-    Series(Arc<SeriesAck>, Option<SavedBaseline>),
+    /// A point of one WAL series (its state in the tracker's slab), with the counter baseline
+    /// it was measured from.
+    Series(AckId, Option<SavedBaseline>),
     /// A histogram point, with the histogram's state after it.
     Histogram(Arc<HistogramAck>, Box<SavedHistogramState>),
-}
-
-impl PointAck {
-    /// Records that the point ending at `t` was handled for good.
-    pub fn delivered(self, t: i64) {
-        match self {
-            PointAck::Series(ack, baseline) => ack.delivered(t, baseline),
-            PointAck::Histogram(ack, state) => ack.delivered(t, state),
-        }
-    }
 }
 
 /// The reader's announcements not yet known to be delivered. Records get sequence numbers;
@@ -178,7 +93,11 @@ struct Pending {
 pub struct DeliveryTracker {
     completed: Vec<AtomicU64>,
     pending: Mutex<Pending>,
-    series: Mutex<AHashMap<u64, Arc<SeriesAck>>>,
+    /// Every record numbered below this is delivered (set by [`DeliveryTracker::watermark`]).
+    delivered_before: AtomicU64,
+    /// Registered series: ref → state in `acks`.
+    series: Mutex<AHashMap<u64, AckId>>,
+    acks: AckSlab,
     histograms: Mutex<AHashMap<u64, Arc<HistogramAck>>>,
     marks: Option<DeliveryMarks>,
 }
@@ -194,7 +113,9 @@ impl DeliveryTracker {
                 lanes: (0..LANES).map(|_| VecDeque::new()).collect(),
                 watermark: start,
             }),
+            delivered_before: AtomicU64::new(0),
             series: Mutex::new(AHashMap::new()),
+            acks: AckSlab::default(),
             histograms: Mutex::new(AHashMap::new()),
             marks: None,
         }
@@ -255,23 +176,67 @@ impl DeliveryTracker {
         }
     }
 
-    /// Reader: a series resolved, with its delivery state.
-    pub fn register(&self, series_ref: u64, ack: Arc<SeriesAck>) {
-        lock(&self.series).insert(series_ref, ack);
+    /// Reader: registers the state a previous run saved for a series, kept until the series
+    /// shows up again (or is forgotten).
+    pub fn register(&self, saved: &SavedSeries) {
+        let before = self.delivered_before.load(Ordering::Acquire);
+        let Some(id) = self.acks.allocate(before, saved.labels_hash, Some(saved)) else {
+            return;
+        };
+        if let Some(old) = lock(&self.series).insert(saved.series_ref, id) {
+            self.acks.release(old, self.next_record_bound());
+        }
     }
 
     /// Reader: the delivery state of a series that just resolved: the one registered for its ref
-    /// (from a previous run's save) when the labels match, else a fresh one.
-    pub fn ack_for(&self, series_ref: u64, labels_hash: u64) -> Arc<SeriesAck> {
+    /// (from a previous run's save) when the labels match, else a fresh one. `None` only if the
+    /// slab is full (4 billion series): the series' points are then not tracked.
+    pub fn ack_for(&self, series_ref: u64, labels_hash: u64) -> Option<AckId> {
         let mut series = lock(&self.series);
-        match series.get(&series_ref) {
-            Some(ack) if ack.labels_hash == labels_hash => ack.clone(),
-            _ => {
-                let ack = Arc::new(SeriesAck::new(labels_hash, None));
-                series.insert(series_ref, ack.clone());
-                ack
-            }
+        let old = match series.get(&series_ref) {
+            Some(id) if self.acks.labels_hash(*id) == Some(labels_hash) => return Some(*id),
+            other => other.copied(),
+        };
+        let before = self.delivered_before.load(Ordering::Acquire);
+        let id = self.acks.allocate(before, labels_hash, None);
+        match id {
+            Some(id) => series.insert(series_ref, id),
+            None => series.remove(&series_ref),
+        };
+        drop(series);
+        if let Some(old) = old {
+            // The ref now names another series; points of the old one may still be queued.
+            self.acks.release(old, self.next_record_bound());
         }
+        id
+    }
+
+    /// Records that a series' point ending at `t` was handled for good (sent, dropped, or used
+    /// as the baseline), with the counter baseline it was measured from.
+    pub fn series_delivered(&self, id: AckId, t: i64, baseline: Option<SavedBaseline>) {
+        self.acks.delivered(id, t, baseline);
+    }
+
+    /// Records that the tracked point ending at `t` was handled for good.
+    pub fn delivered(&self, ack: PointAck, t: i64) {
+        match ack {
+            PointAck::Series(id, baseline) => self.acks.delivered(id, t, baseline),
+            PointAck::Histogram(ack, state) => ack.delivered(t, state),
+        }
+    }
+
+    /// Asks the CPU to load the delivery state a point will record into, ready to be written.
+    #[inline]
+    pub fn prefetch(&self, ack: &PointAck) {
+        if let PointAck::Series(id, _) = ack {
+            self.acks.prefetch(*id);
+        }
+    }
+
+    /// No record numbered this or higher can hold a point queued before now (the record being
+    /// read may, so it is counted as before).
+    fn next_record_bound(&self) -> u64 {
+        lock(&self.pending).next_record + 1
     }
 
     /// Reader: the delivery state of a histogram output series (created on first use).
@@ -287,9 +252,19 @@ impl DeliveryTracker {
         lock(&self.histograms).insert(ack.hash, ack);
     }
 
-    /// Reader: a series left the cache.
+    /// Reader: a series left the cache. Its state's slot is reused once the points already
+    /// queued for it are delivered.
     pub fn forget(&self, series_ref: u64) {
-        lock(&self.series).remove(&series_ref);
+        let removed = lock(&self.series).remove(&series_ref);
+        if let Some(id) = removed {
+            self.acks.release(id, self.next_record_bound());
+        }
+    }
+
+    /// Delivery states in use (registered series, and released ones whose points may still be
+    /// in flight are not counted).
+    pub fn series_states(&self) -> usize {
+        self.acks.in_use()
     }
 
     /// The position below which everything is delivered, advanced as far as possible.
@@ -314,6 +289,9 @@ impl DeliveryTracker {
             p.watermark = p.watermark.max(position);
             p.records.pop_front();
         }
+        let delivered_before = p.records.front().map_or(p.next_record, |(r, _)| *r);
+        self.delivered_before
+            .store(delivered_before, Ordering::Release);
         p.watermark
     }
 
@@ -322,7 +300,7 @@ impl DeliveryTracker {
         let (position, histograms) = self.position_and_histograms();
         let series = lock(&self.series)
             .iter()
-            .map(|(r, a)| a.snapshot(*r))
+            .filter_map(|(r, id)| self.acks.snapshot(*id, *r))
             .collect();
         SavedProgress {
             position,
@@ -341,7 +319,9 @@ impl DeliveryTracker {
             // In the map's order: the file's order means nothing (it is loaded into a map).
             write(
                 series.len(),
-                &mut series.iter().map(|(r, a)| a.snapshot(*r)),
+                &mut series
+                    .iter()
+                    .filter_map(|(r, id)| self.acks.snapshot(*id, *r)),
             )
         })?;
         Ok(position)
@@ -411,44 +391,69 @@ mod tests {
 
     #[test]
     fn series_state_keeps_the_latest_delivery_and_baseline() {
-        let ack = SeriesAck::new(42, None);
+        let t = DeliveryTracker::new(pos(0, 0));
+        let id = t.ack_for(7, 42).unwrap();
         let b1 = SavedBaseline {
             reset_ts: 10,
             reset_value: 5.0,
             previous: 5.0,
         };
-        ack.delivered(10, Some(b1));
-        ack.delivered(
+        t.series_delivered(id, 10, Some(b1));
+        t.delivered(
+            PointAck::Series(
+                id,
+                Some(SavedBaseline {
+                    previous: 9.0,
+                    ..b1
+                }),
+            ),
             20,
-            Some(SavedBaseline {
-                previous: 9.0,
-                ..b1
-            }),
         );
         // An older completion (another request of the same shard finishing late) changes nothing.
-        ack.delivered(
+        t.series_delivered(
+            id,
             15,
             Some(SavedBaseline {
                 previous: 1.0,
                 ..b1
             }),
         );
-        let t = DeliveryTracker::new(pos(0, 0));
-        t.register(7, Arc::new(ack));
         let snap = t.snapshot();
         assert_eq!(snap.series.len(), 1);
         assert_eq!(snap.series[0].last_t, 20);
         assert_eq!(snap.series[0].baseline.unwrap().previous, 9.0);
+        assert_eq!(t.ack_for(7, 42), Some(id), "same series, same state");
         t.forget(7);
         assert!(t.snapshot().series.is_empty());
+    }
+
+    #[test]
+    fn a_forgotten_series_state_is_reused_only_after_its_points_are_delivered() {
+        let t = DeliveryTracker::new(pos(0, 0));
+        let old = t.ack_for(1, 10).unwrap();
+        // Record 0 queued a point of series 1 in lane 0; then the series goes away.
+        t.record_queued(pos(1, 100), &[(0, 1)]);
+        t.forget(1);
+        let other = t.ack_for(2, 20).unwrap();
+        assert_ne!(other, old, "the point of record 0 may still record into it");
+        t.points_completed(0..1, [(0, 1)], None);
+        t.record_queued(pos(1, 200), &[]);
+        assert_eq!(t.watermark(), pos(1, 200));
+        let reused = t.ack_for(3, 30).unwrap();
+        assert_eq!(reused, old);
+        // A ref now naming other labels gets a new state too.
+        let renamed = t.ack_for(3, 31).unwrap();
+        assert_ne!(renamed, reused);
+        assert_eq!(t.series_states(), 2);
     }
 
     #[test]
     fn a_streamed_save_loads_back_as_the_snapshot() {
         let t = DeliveryTracker::new(pos(3, 40));
         for r in 0..1000u64 {
-            let ack = t.ack_for(r, r * 7);
-            ack.delivered(
+            let id = t.ack_for(r, r * 7).unwrap();
+            t.series_delivered(
+                id,
                 r as i64 * 10,
                 (r % 3 == 0).then_some(SavedBaseline {
                     reset_ts: r as i64,
@@ -479,9 +484,14 @@ mod tests {
             last_t: 1000,
             baseline: None,
         };
-        let ack = SeriesAck::new(2, Some(&saved));
-        assert_eq!(ack.snapshot(1), saved);
-        ack.delivered(900, None);
-        assert_eq!(ack.snapshot(1).last_t, 1000);
+        let t = DeliveryTracker::new(pos(0, 0));
+        t.register(&saved);
+        assert_eq!(t.snapshot().series, [saved]);
+        let id = t.ack_for(1, 2).unwrap();
+        t.series_delivered(id, 900, None);
+        assert_eq!(t.snapshot().series[0].last_t, 1000);
+        // Other labels under the same ref: a fresh state.
+        t.ack_for(1, 3).unwrap();
+        assert_eq!(t.snapshot().series[0].last_t, i64::MIN);
     }
 }

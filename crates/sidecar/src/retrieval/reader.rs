@@ -357,8 +357,9 @@ impl<S: SeriesSources> Reader<S> {
                         // Acknowledged before a restart: the counter state has moved on, the
                         // point is not sent again.
                         self.stats.samples_already_delivered.fetch_add(1, Relaxed);
-                        if let Some(ack) = &entry.delivery {
-                            ack.delivered(sample.t, counter.saved());
+                        if let Some(ack) = entry.delivery {
+                            let tracker = &self.delivery.progress.tracker;
+                            tracker.series_delivered(ack, sample.t, counter.saved());
                         }
                         continue;
                     }
@@ -366,8 +367,8 @@ impl<S: SeriesSources> Reader<S> {
                         series: series.prototype.clone(),
                         point,
                         position,
-                        delivery: entry.delivery.as_ref().map(|ack| Delivery {
-                            ack: PointAck::Series(ack.clone(), counter.saved()),
+                        delivery: entry.delivery.map(|ack| Delivery {
+                            ack: PointAck::Series(ack, counter.saved()),
                             index: mark.index,
                         }),
                     };
@@ -380,8 +381,9 @@ impl<S: SeriesSources> Reader<S> {
                 Err(Skipped::Baseline) => {
                     self.stats.samples_baseline.fetch_add(1, Relaxed);
                     // The baseline is part of what a restart must not lose.
-                    if let Some(ack) = &entry.delivery {
-                        ack.delivered(sample.t, counter.saved());
+                    if let Some(ack) = entry.delivery {
+                        let tracker = &self.delivery.progress.tracker;
+                        tracker.series_delivered(ack, sample.t, counter.saved());
                     }
                 }
                 Err(Skipped::OutOfOrder) => {
@@ -547,7 +549,7 @@ impl DeliveryState {
                 *counter = CounterState::restored(baseline);
             }
         }
-        entry.delivery = Some(self.progress.tracker.ack_for(series_ref, hash));
+        entry.delivery = self.progress.tracker.ack_for(series_ref, hash);
     }
 }
 

@@ -130,7 +130,7 @@ pub struct SeriesEntry {
     /// The aggregated counters the series feeds, if any (boxed: few series have one).
     pub tracker: Option<Box<Tracker>>,
     /// Delivery state once resolved, shared with the shard that sends the series' points.
-    pub delivery: Option<std::sync::Arc<crate::progress::SeriesAck>>,
+    pub delivery: Option<crate::progress::AckId>,
     /// Samples at or before this time (ms) were delivered by a previous run: not sent again.
     pub resume_after_t: i64,
 }
@@ -313,11 +313,6 @@ impl SeriesCache {
         };
         if let SeriesState::Resolved { series, .. } = &entry.state {
             crate::prefetch::prefetch(Arc::as_ptr(&series.prototype));
-        }
-        // Its delivery state is shared with the shard that sends it, which last wrote it; the
-        // reader writes it too (its reference count).
-        if let Some(ack) = &entry.delivery {
-            crate::prefetch::prefetch_write(Arc::as_ptr(ack));
         }
     }
 
