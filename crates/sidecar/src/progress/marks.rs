@@ -3,15 +3,16 @@
 //!
 //! A shard sends the points of its lanes in WAL order, so what it has delivered of each of its
 //! lanes is everything up to its last acknowledged point. A shard's lanes are contiguous, so one
-//! mark covers them all: after each request the shard overwrites, in place, the one fixed-size
-//! slot of its first lane in `stackdriver_sidecar.marks` with the mark, the end of its lane range
-//! and a sequence number (one small `pwrite`, whatever the number of lanes; no fsync: the bytes
-//! are in the kernel's page cache as soon as the call returns, so a `kill -9` of the sidecar
-//! loses nothing; a power loss can lose the last marks, which are fsynced with every periodic
-//! save). A lane's mark is the one of the newest slot whose range covers it, so slots left by an
-//! earlier shard count (before a reshard) are outranked as soon as the new owner writes. With
-//! them, a restart skips exactly the points that were acknowledged, not just those covered by the
-//! last periodic save. This module never decides what was delivered; it stores what it is told.
+//! mark covers them all: after each request the shard writes one fixed-size slot at its first
+//! lane in `stackdriver_sidecar.marks`, with the mark, the end of its lane range and a sequence
+//! number. A lane's mark is the one of the newest readable slot covering it, so slots left by an
+//! earlier shard count (before a reshard) are outranked as soon as the new owner writes. Each
+//! lane has two slots, written in turn, so a write cut short leaves the previous mark readable.
+//! The file is mapped into memory: a write is a store into the kernel's page cache, with no
+//! system call, and survives a `kill -9` of the sidecar (a power loss can lose the last marks;
+//! they are flushed to disk with every periodic save). With them, a restart skips exactly the
+//! points that were acknowledged, not just those covered by the last periodic save. This module
+//! never decides what was delivered; it stores what it is told.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -19,6 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
+use memmap2::MmapMut;
 use prometheus_wal::WalPosition;
 
 use crate::export::lanes::LANES;
@@ -26,10 +28,12 @@ use crate::export::lanes::LANES;
 /// The marks file in the WAL directory.
 pub const MARKS_FILE: &str = "stackdriver_sidecar.marks";
 
-// Version 3: one slot per lane, each covering a range of lanes from its own. Files of earlier
-// versions (version 2 rewrote every lane's slot after each request; version 1 had one slot per
-// shard of a fixed shard count) are not read: the progress file still gives the resume point.
-const MAGIC: &[u8; 8] = b"SDSCMRK3";
+// Version 4: two slots per lane, each covering a range of lanes from its own. Files of earlier
+// versions (version 3 had one such slot per lane; version 2 rewrote every lane's slot after each
+// request; version 1 had one slot per shard of a fixed shard count) are not read: the progress
+// file still gives the resume point.
+const MAGIC: &[u8; 8] = b"SDSCMRK4";
+const SLOTS_PER_LANE: usize = 2;
 const HEADER_LEN: u64 = 16;
 // Segment, offset, sample index, sequence number, end of the lane range, CRC-32C of the rest.
 const SLOT_LEN: usize = 8 + 8 + 8 + 8 + 4 + 4;
@@ -59,15 +63,16 @@ pub fn load(dir: &Path) -> Option<LoadedMarks> {
     }
     let lanes = u64::from_le_bytes(bytes[8..16].try_into().ok()?) as usize;
     let body = &bytes[HEADER_LEN as usize..];
-    if lanes != LANES || body.len() != LANES * SLOT_LEN {
+    if lanes != LANES || body.len() != LANES * SLOTS_PER_LANE * SLOT_LEN {
         return None;
     }
     // Each lane takes the newest readable slot covering it (a damaged slot is skipped alone).
     let mut marks: Vec<Option<(u64, Mark)>> = vec![None; LANES];
-    for (first, slot) in body.chunks_exact(SLOT_LEN).enumerate() {
+    for (i, slot) in body.chunks_exact(SLOT_LEN).enumerate() {
         let Some(slot) = decode_slot(slot) else {
             continue;
         };
+        let first = i / SLOTS_PER_LANE;
         let end = (slot.end as usize).min(LANES);
         for lane in marks.get_mut(first..end).into_iter().flatten() {
             if lane.is_none_or(|(seq, _)| slot.seq > seq) {
@@ -122,9 +127,18 @@ fn decode_slot(slot: &[u8]) -> Option<Slot> {
 /// The marks file of the running process.
 #[derive(Debug)]
 pub struct DeliveryMarks {
+    io: Mutex<Io>,
+}
+
+/// What the file's slots hold, where they are written, and the next sequence number.
+#[derive(Debug)]
+struct Io {
     file: File,
-    /// What the file's slots hold, and the sequence number of the next slot written.
-    slots: Mutex<(Vec<Option<Slot>>, u64)>,
+    /// The file mapped into memory (`None` where mapping failed: then each slot is written
+    /// with `pwrite`).
+    map: Option<MmapMut>,
+    slots: Vec<[Option<Slot>; SLOTS_PER_LANE]>,
+    next_seq: u64,
 }
 
 impl DeliveryMarks {
@@ -139,20 +153,21 @@ impl DeliveryMarks {
             .read(true)
             .write(true)
             .open(&tmp)?;
-        let mut bytes = Vec::with_capacity(HEADER_LEN as usize + LANES * SLOT_LEN);
+        let mut bytes = Vec::with_capacity(HEADER_LEN as usize + LANES * SLOTS_PER_LANE * SLOT_LEN);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&(LANES as u64).to_le_bytes());
         // Each lane's initial mark in its own slot, older than anything written from now on.
-        let slots: Vec<Option<Slot>> = (0..LANES)
+        let slots: Vec<[Option<Slot>; SLOTS_PER_LANE]> = (0..LANES)
             .map(|lane| {
-                initial.get(lane).copied().flatten().map(|mark| Slot {
+                let first = initial.get(lane).copied().flatten().map(|mark| Slot {
                     mark,
                     seq: 0,
                     end: lane as u32 + 1,
-                })
+                });
+                [first, None]
             })
             .collect();
-        for slot in &slots {
+        for slot in slots.iter().flatten() {
             match slot {
                 Some(slot) => bytes.extend_from_slice(&encode_slot(*slot)),
                 None => bytes.extend_from_slice(&[0u8; SLOT_LEN]),
@@ -161,48 +176,90 @@ impl DeliveryMarks {
         file.write_all_at(&bytes, 0)?;
         file.sync_all()?;
         std::fs::rename(&tmp, &path)?;
+        // SAFETY: the mapping is of a file this process just created under a name reserved for
+        // it, and only this process writes or resizes it while it runs; the length is fixed.
+        let map = match unsafe { MmapMut::map_mut(&file) } {
+            Ok(map) if map.len() == bytes.len() => Some(map),
+            Ok(_) => None,
+            Err(err) => {
+                tracing::debug!(error = %err, "marks file not mapped; writing it with pwrite");
+                None
+            }
+        };
         Ok(DeliveryMarks {
-            file,
-            slots: Mutex::new((slots, 1)),
+            io: Mutex::new(Io {
+                file,
+                map,
+                slots,
+                next_seq: 1,
+            }),
         })
     }
 
     /// Records `mark` as the last delivered point of every lane in `lanes` (the lanes of the
-    /// shard that delivered it, which sends them all in WAL order), with one write of one slot.
+    /// shard that delivered it, which sends them all in WAL order), by writing one slot.
     pub fn mark(&self, lanes: std::ops::Range<usize>, mark: Mark) -> io::Result<()> {
         let lanes = lanes.start.min(LANES)..lanes.end.min(LANES);
         if lanes.is_empty() {
             return Ok(());
         }
-        let mut guard = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let (slots, next_seq) = &mut *guard;
-        let seq = *next_seq;
-        *next_seq += 1;
+        let mut io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = io.next_seq;
+        io.next_seq += 1;
         let slot = Slot {
             mark,
             seq,
             end: lanes.end as u32,
         };
-        self.place(slots, lanes.start, slot)
+        io.place(lanes.start, slot)
     }
 
-    /// Writes `slot` into the slot of lane `at`. What it replaces may still be the newest mark
-    /// of lanes past the new slot's range (the range of a shard before the shard count went
-    /// up): that part moves to the slot where the new range ends, unless a newer slot covers
-    /// it there (then past that one), and so on. Only a reshard makes this write more than once.
-    fn place(&self, slots: &mut [Option<Slot>], at: usize, slot: Slot) -> io::Result<()> {
-        let Some(old) = slots.get_mut(at).and_then(|s| s.replace(slot)) else {
-            // Past the last lane (no slot), or the slot was empty.
-            return self.write_slot(at, slot);
+    /// Makes the marks durable (called with every periodic save).
+    pub fn sync(&self) -> io::Result<()> {
+        let io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
+        match &io.map {
+            Some(map) => map.flush(),
+            None => io.file.sync_data(),
+        }
+    }
+}
+
+impl Io {
+    /// Writes `slot` into the older of lane `at`'s two slots. What that slot held may still be
+    /// the newest mark of lanes past the new slot's range (the range of a shard before the
+    /// shard count went up): that part moves to the lane where the new range ends, unless a
+    /// newer slot covers it there (then past that one), and so on. Only a reshard makes this
+    /// write more than once.
+    fn place(&mut self, at: usize, slot: Slot) -> io::Result<()> {
+        let Some(pair) = self.slots.get_mut(at) else {
+            return Ok(());
         };
-        self.write_slot(at, slot)?;
+        // An empty slot first, else the older one.
+        let k = match pair {
+            [None, _] => 0,
+            [_, None] => 1,
+            [Some(a), Some(b)] => usize::from(b.seq < a.seq),
+        };
+        let old = pair[k].replace(slot);
+        self.write(at * SLOTS_PER_LANE + k, slot)?;
+        let Some(old) = old else {
+            return Ok(());
+        };
         let mut from = slot.end;
         while from < old.end {
-            match slots.get(from as usize).copied().flatten() {
-                Some(newer) if newer.seq > old.seq => from = newer.end.max(from + 1),
-                _ => {
+            let newer_end = self
+                .slots
+                .get(from as usize)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|s| s.seq > old.seq)
+                .map(|s| s.end)
+                .max();
+            match newer_end {
+                Some(end) => from = end.max(from + 1),
+                None => {
                     return self.place(
-                        slots,
                         from as usize,
                         Slot {
                             end: old.end,
@@ -215,17 +272,20 @@ impl DeliveryMarks {
         Ok(())
     }
 
-    fn write_slot(&self, at: usize, slot: Slot) -> io::Result<()> {
-        if at >= LANES {
-            return Ok(());
+    fn write(&mut self, index: usize, slot: Slot) -> io::Result<()> {
+        let offset = HEADER_LEN as usize + index * SLOT_LEN;
+        let bytes = encode_slot(slot);
+        match self
+            .map
+            .as_mut()
+            .and_then(|m| m.get_mut(offset..offset + SLOT_LEN))
+        {
+            Some(target) => {
+                target.copy_from_slice(&bytes);
+                Ok(())
+            }
+            None => self.file.write_all_at(&bytes, offset as u64),
         }
-        let offset = HEADER_LEN + (at * SLOT_LEN) as u64;
-        self.file.write_all_at(&encode_slot(slot), offset)
-    }
-
-    /// Makes the marks durable (called with every periodic save).
-    pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
     }
 }
 
@@ -301,6 +361,12 @@ mod tests {
         bytes.extend_from_slice(&vec![0u8; LANES * 28]);
         std::fs::write(dir.path().join(MARKS_FILE), &bytes).unwrap();
         assert_eq!(load(dir.path()), None);
+        // Version 3: one 40-byte slot per lane.
+        let mut bytes = b"SDSCMRK3".to_vec();
+        bytes.extend_from_slice(&(LANES as u64).to_le_bytes());
+        bytes.extend_from_slice(&vec![0u8; LANES * SLOT_LEN]);
+        std::fs::write(dir.path().join(MARKS_FILE), &bytes).unwrap();
+        assert_eq!(load(dir.path()), None);
     }
 
     /// Lane ranges of `shards` shards, as the router splits the lanes (contiguous, in order).
@@ -360,6 +426,7 @@ mod tests {
     fn one_request_writes_one_slot() {
         let dir = tempfile::tempdir().unwrap();
         let marks = DeliveryMarks::create(dir.path(), &[]).unwrap();
+        assert!(marks.io.lock().unwrap().map.is_some(), "mapped on Linux");
         marks.mark(0..LANES, mark(1, 2, 3)).unwrap();
         let bytes = std::fs::read(dir.path().join(MARKS_FILE)).unwrap();
         let body = &bytes[HEADER_LEN as usize..];
@@ -367,6 +434,26 @@ mod tests {
         assert_eq!(
             load(dir.path()).unwrap().marks,
             vec![Some(mark(1, 2, 3)); LANES]
+        );
+    }
+
+    #[test]
+    fn a_torn_write_leaves_the_previous_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let marks = DeliveryMarks::create(dir.path(), &[]).unwrap();
+        for i in 1..=5 {
+            marks.mark(0..LANES, mark(1, i, 0)).unwrap();
+        }
+        marks.sync().unwrap();
+        // Writes 1, 3 and 5 went to lane 0's first slot, 2 and 4 to its second.
+        let path = dir.path().join(MARKS_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert_eq!(load(dir.path()).unwrap().marks[0], Some(mark(1, 5, 0)));
+        bytes[HEADER_LEN as usize + 9] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(
+            load(dir.path()).unwrap().marks,
+            vec![Some(mark(1, 4, 0)); LANES]
         );
     }
 
