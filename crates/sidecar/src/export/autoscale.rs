@@ -13,9 +13,10 @@
 //! That formula cannot see a reader held back by its own shards: a fast backend answers
 //! quickly, so few shards seem enough, while the reader waits on full queues and the backlog is
 //! read slower than the machine allows. So while the reader spends a tenth of its time or more
-//! waiting, the controller *probes*: it doubles the shards and, over two half-second windows
-//! after the new count runs, compares the points sent per second. A gain of 10 % or more in
-//! both keeps the new count (and the next probe may double again); otherwise the count goes
+//! waiting, the controller *probes*: it doubles the shards (adds half as many again from 16
+//! on) and, over two half-second windows after the new count runs, compares the points sent per
+//! second with the better of the last two windows before. A gain of 10 % or more in both keeps
+//! the new count (and the next probe may step up again); otherwise the count goes
 //! back and no probe above it is tried for 2 s, twice as long after each failure in a row (up
 //! to a minute), until the reader is free again. A reader waiting most of the time on fewer
 //! than 16 shards gets 16 at once, unprobed. Probed counts are kept as a floor while the
@@ -213,7 +214,7 @@ pub struct Interval {
     pub blocked: f64,
 }
 
-/// A doubling of the shards whose effect is being measured.
+/// A step up of the shards whose effect is being measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Probe {
     from: usize,
@@ -233,6 +234,19 @@ pub struct Prober {
     ceiling: Option<(usize, tokio::time::Instant)>,
     /// Probes in a row that brought nothing.
     failures: u32,
+    /// The count during the interval before the last one, and the points it sent per second.
+    previous: Option<(usize, f64)>,
+}
+
+/// The count a probe from `current` tries: double up to [`UNJUDGED_SHARDS`], half as many
+/// again above (each shard holds its queue, batch and request: smaller steps where they are
+/// many).
+fn probe_step(current: usize) -> usize {
+    if current < UNJUDGED_SHARDS {
+        current * 2
+    } else {
+        current + current.div_ceil(2)
+    }
 }
 
 impl Prober {
@@ -249,6 +263,7 @@ impl Prober {
         if self.ceiling.is_some_and(|(_, until)| now >= until) {
             self.ceiling = None;
         }
+        let previous = self.previous.replace((current, interval.points_out));
         if let Some(probe) = self.probe.take() {
             if current != probe.to {
                 // Something else changed the count meanwhile: the measurement means nothing.
@@ -307,13 +322,22 @@ impl Prober {
         // for ever more shards, each costing memory, for nothing.
         let formula = formula.filter(|f| *f <= current);
         let wanted = formula.unwrap_or(current).max(self.floor);
-        let to = (current * 2).min(bounds.max);
+        let to = probe_step(current).min(bounds.max);
         let allowed = to > current && self.ceiling.is_none_or(|(c, _)| to < c);
         if wanted <= current && allowed && interval.points_out > 0.0 {
+            // Compared with the better of the last two windows at this count: a probe started
+            // right after a dip (this machine's or the backend's) would otherwise show a gain
+            // that is only the dip's end.
+            let before = match previous {
+                Some((count, points_out)) if count == current => {
+                    interval.points_out.max(points_out)
+                }
+                _ => interval.points_out,
+            };
             self.probe = Some(Probe {
                 from: current,
                 to,
-                points_out_before: interval.points_out,
+                points_out_before: before,
                 passed: 0,
             });
             return Some(to);
@@ -620,16 +644,50 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_is_measured_against_the_better_of_the_last_two_windows() {
+        let (mut p, t0) = fresh();
+        assert_eq!(
+            p.decide(None, 16, interval(200.0, 0.3), BOUNDS, t0),
+            Some(24)
+        );
+        assert_eq!(
+            p.decide(None, 24, interval(200.0, 0.3), BOUNDS, t0),
+            Some(16)
+        );
+        // While 24 waits to be tried again: 220 points/s, then a dip to 150 as the wait ends.
+        let later = t0 + Duration::from_millis(1500);
+        assert_eq!(
+            p.decide(None, 16, interval(220.0, 0.3), BOUNDS, later),
+            None
+        );
+        let after = t0 + Duration::from_secs(2);
+        assert_eq!(
+            p.decide(None, 16, interval(150.0, 0.3), BOUNDS, after),
+            Some(24)
+        );
+        // 170 is 13 % above the dip, but below the window before it: no gain.
+        assert_eq!(
+            p.decide(None, 24, interval(170.0, 0.3), BOUNDS, after),
+            Some(16)
+        );
+        // Below sixteen the count doubles; from sixteen on it grows by half.
+        assert_eq!(probe_step(8), 16);
+        assert_eq!(probe_step(16), 24);
+        assert_eq!(probe_step(24), 36);
+        assert_eq!(probe_step(25), 38);
+    }
+
+    #[test]
     fn a_gain_seen_in_one_window_only_is_not_kept() {
         let (mut p, t0) = fresh();
         assert_eq!(
             p.decide(None, 16, interval(100.0, 0.3), BOUNDS, t0),
-            Some(32)
+            Some(24)
         );
-        assert_eq!(p.decide(None, 32, interval(120.0, 0.3), BOUNDS, t0), None);
+        assert_eq!(p.decide(None, 24, interval(120.0, 0.3), BOUNDS, t0), None);
         // The second window shows less than the gain: back to 16, and not tried for a while.
         assert_eq!(
-            p.decide(None, 32, interval(105.0, 0.3), BOUNDS, t0),
+            p.decide(None, 24, interval(105.0, 0.3), BOUNDS, t0),
             Some(16)
         );
         assert!(!p.probing());
@@ -648,7 +706,7 @@ mod tests {
         // from sixteen.
         assert_eq!(
             p.decide(Some(3), 16, interval(100.0, 0.15), BOUNDS, t0),
-            Some(32)
+            Some(24)
         );
         assert!(p.probing());
         // Nor does a formula asking for more than sixteen take it higher.
@@ -659,7 +717,7 @@ mod tests {
         );
         assert_eq!(
             q.decide(Some(40), 16, interval(100.0, 0.2), BOUNDS, t0),
-            Some(32),
+            Some(24),
             "a probe, not the formula's count"
         );
         // Not beyond the maximum, and not over a count that just failed.
