@@ -127,12 +127,15 @@ fn decode_slot(slot: &[u8]) -> Option<Slot> {
 /// The marks file of the running process.
 #[derive(Debug)]
 pub struct DeliveryMarks {
+    /// Synced without the lock: `fdatasync` also writes back what was stored through the map.
+    file: File,
     io: Mutex<Io>,
 }
 
 /// What the file's slots hold, where they are written, and the next sequence number.
 #[derive(Debug)]
 struct Io {
+    /// For `pwrite` where the file is not mapped.
     file: File,
     /// The file mapped into memory (`None` where mapping failed: then each slot is written
     /// with `pwrite`).
@@ -187,6 +190,7 @@ impl DeliveryMarks {
             }
         };
         Ok(DeliveryMarks {
+            file: file.try_clone()?,
             io: Mutex::new(Io {
                 file,
                 map,
@@ -214,13 +218,10 @@ impl DeliveryMarks {
         io.place(lanes.start, slot)
     }
 
-    /// Makes the marks durable (called with every periodic save).
+    /// Makes the marks durable (called with every periodic save). Takes no lock: shards go on
+    /// writing marks while the disk works.
     pub fn sync(&self) -> io::Result<()> {
-        let io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
-        match &io.map {
-            Some(map) => map.flush(),
-            None => io.file.sync_data(),
-        }
+        self.file.sync_data()
     }
 }
 
