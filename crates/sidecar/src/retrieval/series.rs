@@ -129,7 +129,8 @@ pub struct SeriesEntry {
     pub state: SeriesState,
     /// The aggregated counters the series feeds, if any (boxed: few series have one).
     pub tracker: Option<Box<Tracker>>,
-    /// Delivery state once resolved, shared with the shard that sends the series' points.
+    /// Delivery state once resolved: its id in the tracker's slab, which the series' queued
+    /// points carry so that the shard sending them records into it.
     pub delivery: Option<crate::progress::AckId>,
     /// Samples at or before this time (ms) were delivered by a previous run: not sent again.
     pub resume_after_t: i64,
