@@ -6,11 +6,14 @@
 //! kernel pays for on both ends. [`CoalescingIo`] sits between TLS (or the plain connection)
 //! and the TCP socket: it gathers the frames written during one pass of the connection task and
 //! writes them with one call once [`WRITE_AT`] bytes are waiting or the pass is over. A pass is
-//! over when the connection reads again: what waits is written before any read (the peer may be
-//! waiting for it to answer) and at the next flush after it. A flush seen before that only
-//! schedules the connection task once more (HTTP/2 always reads until the socket has nothing
-//! before it sleeps), so nothing written ever waits for later traffic. Frames, their sizes and their order are untouched: this
-//! module only decides when bytes reach the socket, never what they are.
+//! over when the connection reads again. A flush before that only schedules the connection task
+//! once more (HTTP/2 always reads until the socket has nothing before it sleeps); bytes it put off
+//! wait through the read that ends its pass and are written by the next pass's first flush or
+//! read, so a request's HEADERS (written in one pass) and its DATA (handed over by the body's
+//! task, which runs before the next pass) leave in one write. Bytes no flush put off are written
+//! before any read (the peer may be waiting for them to answer). Nothing written ever waits for
+//! later traffic, only for a pass already scheduled. Frames, their sizes and their order are
+//! untouched: this module only decides when bytes reach the socket, never what they are.
 
 use std::io;
 use std::pin::Pin;
@@ -42,6 +45,8 @@ pub struct CoalescingIo<T> {
     put_off_at: Option<u64>,
     /// Flushes put off since the last write.
     put_off: u8,
+    /// A read left the waiting bytes for the next pass (once only, until they are written).
+    held: bool,
 }
 
 impl<T> CoalescingIo<T> {
@@ -54,6 +59,7 @@ impl<T> CoalescingIo<T> {
             reads: 0,
             put_off_at: None,
             put_off: 0,
+            held: false,
         }
     }
 
@@ -83,6 +89,7 @@ impl<T: AsyncWrite + Unpin> CoalescingIo<T> {
         self.written = 0;
         self.put_off_at = None;
         self.put_off = 0;
+        self.held = false;
         Poll::Ready(Ok(()))
     }
 
@@ -113,15 +120,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for CoalescingIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.reads = this.reads.wrapping_add(1);
         if this.pending() > 0 {
-            // A read ends the pass, and the peer may be waiting for these bytes before it
-            // answers (a TLS handshake flushes once, then reads). A write that would block
-            // leaves them waiting, to go on at the next flush or read.
-            if let Poll::Ready(Err(err)) = this.poll_write_waiting(cx) {
+            if !this.held && this.put_off_at == Some(this.reads) {
+                // A flush of this pass put these bytes off: they wait for the next pass, which
+                // the task is woken for. A request's HEADERS are written by the connection task
+                // while its DATA are handed over by the body's task, which runs in between, so
+                // the two then go out in one write (and wake the peer once) instead of two.
+                // Only once: the next read writes them.
+                this.held = true;
+                cx.waker().wake_by_ref();
+            } else if let Poll::Ready(Err(err)) = this.poll_write_waiting(cx) {
+                // A read ends the pass, and the peer may be waiting for these bytes before it
+                // answers (a TLS handshake flushes once, then reads). A write that would block
+                // leaves them waiting, to go on at the next flush or read.
                 return Poll::Ready(Err(err));
             }
         }
+        this.reads = this.reads.wrapping_add(1);
         Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
@@ -171,9 +186,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescingIo<T> {
         if this.pending() == 0 {
             return Pin::new(&mut this.inner).poll_flush(cx);
         }
-        let pass_over = this.put_off_at.is_some_and(|at| at != this.reads);
-        if this.pending() < WRITE_AT && !pass_over && this.put_off < MAX_PUT_OFF {
-            // More frames may follow in this pass: come back once it is over.
+        if this.pending() < WRITE_AT && this.put_off < MAX_PUT_OFF {
+            // More frames may follow in this pass: the read that ends it writes them (or, the
+            // first time, the next pass does).
             this.put_off_at.get_or_insert(this.reads);
             this.put_off += 1;
             cx.waker().wake_by_ref();
@@ -247,13 +262,44 @@ mod tests {
             1,
             "a small tail waits for the end of the pass"
         );
-        // The connection reads (a new pass): what waits is written first.
+        // The connection reads, ending the pass whose flush put the tail off: the tail waits
+        // for one more pass, whose read writes it.
         let mut none = [0u8; 0];
         let _ = io.read(&mut none).await;
-        assert_eq!(io.get_ref().calls, 2);
+        assert_eq!(io.get_ref().calls, 1);
         io.flush().await.unwrap();
+        assert_eq!(io.get_ref().calls, 1);
+        let _ = io.read(&mut none).await;
         assert_eq!(io.get_ref().calls, 2);
-        assert_eq!(io.get_ref().data.len(), 4 * frame.len() + 100);
+        io.write_all(&frame[..10]).await.unwrap();
+        let _ = io.read(&mut none).await;
+        assert_eq!(io.get_ref().calls, 3, "a read writes what no flush put off");
+        assert_eq!(io.get_ref().data.len(), 4 * frame.len() + 110);
+    }
+
+    /// HTTP/2 writes a request's HEADERS in one pass of the connection task and its DATA, frame
+    /// by frame with a flush after each, in the next (another task hands them over in between):
+    /// they go out in one write.
+    #[tokio::test]
+    async fn headers_and_the_data_of_the_next_pass_go_out_together() {
+        let mut io = CoalescingIo::new(Counting::default());
+        let mut none = [0u8; 0];
+        io.write_all(&[1u8; 55]).await.unwrap();
+        io.flush().await.unwrap();
+        let _ = io.read(&mut none).await;
+        assert_eq!(io.get_ref().calls, 0, "the HEADERS wait for the next pass");
+        for _ in 0..3 {
+            io.write_all(&[2u8; 16_393]).await.unwrap();
+            io.flush().await.unwrap();
+        }
+        assert_eq!(io.get_ref().calls, 0);
+        let _ = io.read(&mut none).await;
+        assert_eq!(
+            io.get_ref().calls,
+            1,
+            "the read ending that pass writes everything"
+        );
+        assert_eq!(io.get_ref().data.len(), 55 + 3 * 16_393);
     }
 
     #[tokio::test]
