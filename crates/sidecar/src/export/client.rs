@@ -15,7 +15,7 @@ use google_cloud_auth::credentials::{
 };
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::Extensions;
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -357,7 +357,10 @@ impl TimeSeriesSink for GrpcSink {
         *req.metadata_mut() = metadata;
         req.set_timeout(self.timeout);
         let path = tonic::codegen::http::uri::PathAndQuery::from_static(CREATE_TIME_SERIES_PATH);
-        grpc.unary::<Bytes, (), RawCodec>(req, path, RawCodec)
+        let codec = RawCodec {
+            message_len: req.get_ref().len(),
+        };
+        grpc.unary::<Bytes, (), RawCodec>(req, path, codec)
             .await
             .map(|_| ())
             .map_err(|s| SendError::from_status(&s))
@@ -366,7 +369,14 @@ impl TimeSeriesSink for GrpcSink {
 
 /// A codec that writes pre-encoded request bytes and ignores the (empty) response.
 #[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+struct RawCodec {
+    /// Length of the request: the encoding buffer is made that large (plus gRPC's 5-byte
+    /// prefix) at once, instead of starting at 8 KiB and growing, copying, as it fills.
+    message_len: usize,
+}
+
+/// gRPC's message prefix: a compression flag and a 4-byte length.
+const GRPC_PREFIX_LEN: usize = 5;
 
 impl Codec for RawCodec {
     type Encode = Bytes;
@@ -375,11 +385,11 @@ impl Codec for RawCodec {
     type Decoder = RawCodec;
 
     fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
+        *self
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
+        *self
     }
 }
 
@@ -390,6 +400,12 @@ impl Encoder for RawCodec {
     fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         dst.put(item);
         Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        let size = self.message_len + GRPC_PREFIX_LEN;
+        // Handed on as soon as it is encoded: the threshold is its length.
+        BufferSettings::new(size, size)
     }
 }
 
