@@ -26,6 +26,9 @@ use super::marks::{DeliveryMarks, Mark};
 use super::slab::{AckId, AckSlab};
 use crate::export::lanes::LANES;
 
+/// How many series ahead a save loads their delivery states.
+const SAVE_AHEAD: usize = 16;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded data stays consistent even if a holder panicked: every update is one store.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -316,13 +319,25 @@ impl DeliveryTracker {
         let (position, histograms) = self.position_and_histograms();
         save_streamed(dir, position, &histograms, |write| {
             let series = lock(&self.series);
-            // In the map's order: the file's order means nothing (it is loaded into a map).
-            write(
-                series.len(),
-                &mut series
-                    .iter()
-                    .filter_map(|(r, id)| self.acks.snapshot(*id, *r)),
-            )
+            // In the map's order: the file's order means nothing (it is loaded into a map). The
+            // slots lie far apart in the slab: each is loaded `SAVE_AHEAD` series before it is
+            // read, so that the loads overlap instead of waiting on memory one by one.
+            let mut entries = series.iter();
+            let mut ahead: VecDeque<(u64, AckId)> = VecDeque::with_capacity(SAVE_AHEAD);
+            let mut snapshots = std::iter::from_fn(|| {
+                loop {
+                    while ahead.len() < SAVE_AHEAD {
+                        let Some((r, id)) = entries.next() else { break };
+                        self.acks.prefetch(*id);
+                        ahead.push_back((*r, *id));
+                    }
+                    let (r, id) = ahead.pop_front()?;
+                    if let Some(saved) = self.acks.snapshot(id, r) {
+                        return Some(saved);
+                    }
+                }
+            });
+            write(series.len(), &mut snapshots)
         })?;
         Ok(position)
     }
