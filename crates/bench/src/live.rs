@@ -42,7 +42,8 @@ pub struct LiveArgs {
     /// The sidecar binary to measure.
     #[arg(long, default_value = "target/release/stackdriver-prometheus-sidecar")]
     sidecar: PathBuf,
-    /// Extra flags for the sidecar (after `--`).
+    /// Extra flags for the sidecar (after `--`); one the bench gives itself (such as
+    /// `--log.level`) replaces the bench's.
     #[arg(last = true)]
     extra: Vec<String>,
 }

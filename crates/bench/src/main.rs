@@ -62,7 +62,8 @@ struct Args {
     /// Give up after this long.
     #[arg(long, default_value = "15m")]
     timeout: humantime::Duration,
-    /// Extra flags for the sidecar (after `--`).
+    /// Extra flags for the sidecar (after `--`); one the bench gives itself (such as
+    /// `--log.level`) replaces the bench's.
     #[arg(last = true)]
     extra: Vec<String>,
 }
@@ -291,17 +292,18 @@ fn start_sidecar(
     extra: &[String],
 ) -> anyhow::Result<Killed> {
     let log = std::fs::File::create(log)?;
+    let defaults = [
+        "--stackdriver.project-id=bench".to_string(),
+        format!("--stackdriver.api-address=http://{sink}/?auth=false"),
+        "--stackdriver.generic.location=bench".to_string(),
+        "--stackdriver.generic.namespace=bench".to_string(),
+        format!("--prometheus.wal-directory={}", wal.display()),
+        format!("--prometheus.api-address=http://{prom}/"),
+        format!("--web.listen-address={web}"),
+        "--log.level=warn".to_string(),
+    ];
     let child = std::process::Command::new(sidecar)
-        .args([
-            "--stackdriver.project-id=bench".to_string(),
-            format!("--stackdriver.api-address=http://{sink}/?auth=false"),
-            "--stackdriver.generic.location=bench".to_string(),
-            "--stackdriver.generic.namespace=bench".to_string(),
-            format!("--prometheus.wal-directory={}", wal.display()),
-            format!("--prometheus.api-address=http://{prom}/"),
-            format!("--web.listen-address={web}"),
-            "--log.level=warn".to_string(),
-        ])
+        .args(without_overridden(&defaults, extra))
         .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -309,6 +311,17 @@ fn start_sidecar(
         .spawn()
         .with_context(|| format!("starting {}", sidecar.display()))?;
     Ok(Killed(child))
+}
+
+/// The flags of `defaults` that `extra` does not give again: a flag after `--` replaces the
+/// bench's own (the sidecar, like the original, refuses most flags given twice).
+fn without_overridden<'a>(defaults: &'a [String], extra: &[String]) -> Vec<&'a String> {
+    let name = |flag: &str| flag.split('=').next().unwrap_or_default().to_string();
+    let given: Vec<String> = extra.iter().map(|f| name(f)).collect();
+    defaults
+        .iter()
+        .filter(|d| !given.contains(&name(d)))
+        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -469,4 +482,22 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         println!("check: delivered exactly the {expected} points walcount.json expects");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_after_the_separator_replace_the_bench_defaults() {
+        let defaults = [
+            "--log.level=warn".to_string(),
+            "--web.listen-address=127.0.0.1:1".to_string(),
+        ];
+        let kept = without_overridden(&defaults, &["--log.level".to_string(), "debug".to_string()]);
+        assert_eq!(kept, vec![&defaults[1]]);
+        let kept = without_overridden(&defaults, &["--log.level=info".to_string()]);
+        assert_eq!(kept, vec![&defaults[1]]);
+        assert_eq!(without_overridden(&defaults, &[]).len(), 2);
+    }
 }
