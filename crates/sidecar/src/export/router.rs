@@ -233,9 +233,12 @@ impl ExportHandle {
             Err(mpsc::error::TrySendError::Closed(_)) => Err(ExportClosed),
             Err(mpsc::error::TrySendError::Full(chunk)) => {
                 // The shards are not keeping up: how long the reader waits is what tells the
-                // autoscaler that more shards may help.
+                // autoscaler that more shards may help. It waits until half the queue is free,
+                // not one chunk: it is then woken once for every few chunks the shard takes
+                // instead of once per chunk (each wake-up a context switch on both threads),
+                // and the shard still has the other half to send meanwhile.
                 let started = std::time::Instant::now();
-                let sent = sender.blocking_send(chunk).map_err(|_| ExportClosed);
+                let sent = send_when_half_free(&self.shared.runtime, sender, chunk);
                 self.shared
                     .stats
                     .reader_blocked_micros
@@ -283,6 +286,23 @@ impl ExportHandle {
         shared.resharding.store(false, Relaxed);
         result
     }
+}
+
+/// Sends `item` on the full queue `sender` once half of the queue is free (at least one slot).
+fn send_when_half_free<T>(
+    runtime: &Handle,
+    sender: &mpsc::Sender<T>,
+    item: T,
+) -> Result<(), ExportClosed> {
+    let room = (sender.max_capacity() / 2).max(1);
+    let mut permits = runtime
+        .block_on(sender.reserve_many(room))
+        .map_err(|_| ExportClosed)?;
+    if let Some(permit) = permits.next() {
+        permit.send(item);
+    }
+    // The other permits go back to the queue, for the next items.
+    Ok(())
 }
 
 impl Drop for ExportHandle {
@@ -341,6 +361,34 @@ mod tests {
             &[("job", "j".to_string())],
             PointKind::GaugeDouble,
         ))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_waiting_on_a_full_queue_is_woken_once_half_of_it_is_free() {
+        let (tx, mut rx) = mpsc::channel::<u32>(4);
+        for i in 0..4 {
+            tx.try_send(i).unwrap();
+        }
+        let sent = Arc::new(AtomicBool::new(false));
+        let (runtime, done) = (Handle::current(), sent.clone());
+        let reader = std::thread::spawn(move || {
+            send_when_half_free(&runtime, &tx, 4).unwrap();
+            done.store(true, Relaxed);
+            tx
+        });
+        assert_eq!(rx.recv().await, Some(0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!sent.load(Relaxed), "woken with one slot free of four");
+        assert_eq!(rx.recv().await, Some(1));
+        let tx = tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap();
+        assert!(sent.load(Relaxed));
+        // The item went in behind the others, and the spare slot is free again.
+        tx.try_send(5).unwrap();
+        for expected in [2, 3, 4, 5] {
+            assert_eq!(rx.recv().await, Some(expected));
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
