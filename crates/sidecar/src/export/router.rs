@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::client::TimeSeriesSink;
 use super::lanes::{LANES, lane_of, shard_of_lane};
 use super::shard::{
-    CHUNK_POINTS, Chunk, ChunkPool, ExportConfig, QueuedPoint, ShardParts, spawn_shard,
+    CHUNK_BYTES, CHUNK_POINTS, Chunk, ChunkPool, ExportConfig, QueuedPoint, ShardParts, spawn_shard,
 };
 use crate::progress::DeliveryTracker;
 use crate::stats::Stats;
@@ -59,6 +59,8 @@ pub struct ExportHandle {
     senders: Vec<mpsc::Sender<Chunk>>,
     /// Points gathered for each shard, not handed over yet.
     pending: Vec<Chunk>,
+    /// Bytes of the points in `pending` (see [`QueuedPoint::queued_bytes`]).
+    pending_bytes: Vec<usize>,
 }
 
 /// Asks the export stage for another shard count; cheap to clone.
@@ -124,6 +126,7 @@ impl Exporter {
         ExportHandle {
             shared: self.shared.clone(),
             pending: senders.iter().map(|_| Vec::new()).collect(),
+            pending_bytes: vec![0; senders.len()],
             senders,
         }
     }
@@ -208,8 +211,10 @@ impl ExportHandle {
         if chunk.capacity() == 0 {
             *chunk = self.shared.pool.take();
         }
+        let bytes = &mut self.pending_bytes[shard];
+        *bytes += item.queued_bytes();
         chunk.push(item);
-        if chunk.len() >= CHUNK_POINTS {
+        if chunk.len() >= CHUNK_POINTS || *bytes >= CHUNK_BYTES {
             self.hand_over(shard)?;
         }
         Ok(lane)
@@ -227,6 +232,7 @@ impl ExportHandle {
 
     fn hand_over(&mut self, shard: usize) -> Result<(), ExportClosed> {
         let chunk = std::mem::take(&mut self.pending[shard]);
+        self.pending_bytes[shard] = 0;
         let sender = &self.senders[shard];
         match sender.try_send(chunk) {
             Ok(()) => Ok(()),
@@ -277,6 +283,7 @@ impl ExportHandle {
                 (0..shards).map(|i| (shared.spawn)(i, shards)).unzip();
             *running = new_tasks;
             self.pending = senders.iter().map(|_| Vec::new()).collect();
+            self.pending_bytes = vec![0; senders.len()];
             self.senders = senders;
             shared.current.store(shards, Relaxed);
             shared.stats.set_shards(shards);
@@ -361,6 +368,48 @@ mod tests {
             &[("job", "j".to_string())],
             PointKind::GaugeDouble,
         ))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunks_of_large_distributions_hold_fewer_points_so_queues_are_bounded_in_bytes() {
+        use crate::export::encode::Distribution;
+        let sink = Arc::new(SlowSink::default());
+        let stats = Arc::new(Stats::default());
+        let config = ExportConfig::new("p", 1).without_time_limits();
+        let exporter = Exporter::start(sink, config, stats, None);
+        let mut handle = exporter.handle();
+        let point = |i: usize, buckets: usize| QueuedPoint {
+            series: series(i),
+            point: Point {
+                start_ms: Some(0),
+                end_ms: 1_000,
+                value: PointValue::Distribution(Box::new(Distribution {
+                    count: 0,
+                    mean: 0.0,
+                    sum_of_squared_deviation: 0.0,
+                    bounds: (0..buckets).map(|b| b as f64).collect(),
+                    bucket_counts: vec![0; buckets + 1],
+                })),
+            },
+            position: WalPosition::default(),
+            delivery: None,
+        };
+        let big = point(0, 100).queued_bytes();
+        assert!(big > 5 * point(0, 1).queued_bytes(), "{big}");
+        let handle = tokio::task::spawn_blocking(move || {
+            for i in 0..40 {
+                handle.push_blocking(point(i, 100)).unwrap();
+                let bytes: usize = handle.pending[0].iter().map(|p| p.queued_bytes()).sum();
+                assert_eq!(bytes, handle.pending_bytes[0]);
+                assert!(bytes < CHUNK_BYTES, "a full chunk is handed over");
+            }
+            handle
+        })
+        .await
+        .unwrap();
+        assert!(handle.pending[0].len() < CHUNK_BYTES / big + 1);
+        drop(handle);
+        exporter.finish().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,7 +32,7 @@ use tonic::Code;
 
 use super::client::{SendError, TimeSeriesSink};
 use super::drops::ExportDrop;
-use super::encode::{Point, RequestBuilder, SharedPrototype};
+use super::encode::{Distribution, Point, PointValue, RequestBuilder, SharedPrototype};
 use super::lanes::{lane_of, lanes_of_shard};
 use super::validate::{self, TimeLimits};
 use crate::progress::{DeliveryTracker, Mark, PointAck};
@@ -49,6 +49,29 @@ pub struct QueuedPoint {
     pub position: WalPosition,
     /// Delivery tracking of points read from the WAL (`None` for points made by the sidecar).
     pub delivery: Option<Delivery>,
+}
+
+impl QueuedPoint {
+    /// Bytes the point holds while queued: its own, and a distribution's buckets (in the point
+    /// and, for a tracked histogram, in the state recorded once it is delivered).
+    pub fn queued_bytes(&self) -> usize {
+        let f64s = |n: usize| n * std::mem::size_of::<f64>();
+        let value = match &self.point.value {
+            PointValue::Distribution(d) => {
+                std::mem::size_of::<Distribution>()
+                    + f64s(d.bounds.capacity() + d.bucket_counts.capacity())
+            }
+            PointValue::Double(_) | PointValue::Int64(_) => 0,
+        };
+        let state = match self.delivery.as_ref().map(|d| &d.ack) {
+            Some(PointAck::Histogram(_, state)) => {
+                std::mem::size_of::<crate::progress::SavedHistogramState>()
+                    + f64s(2 * (state.base.buckets.capacity() + state.previous.buckets.capacity()))
+            }
+            _ => 0,
+        };
+        std::mem::size_of::<QueuedPoint>() + value + state
+    }
 }
 
 /// What to record once a tracked point's request has completed.
@@ -172,6 +195,11 @@ pub type Chunk = Vec<QueuedPoint>;
 
 /// Most points in one chunk.
 pub const CHUNK_POINTS: usize = 128;
+
+/// Most bytes of points in one chunk (by [`QueuedPoint::queued_bytes`]), give or take its last
+/// point: as many as [`CHUNK_POINTS`] plain points take, so that a queue of chunks is bounded in
+/// bytes whatever the points are (distributions of many buckets fill a chunk sooner).
+pub const CHUNK_BYTES: usize = CHUNK_POINTS * std::mem::size_of::<QueuedPoint>();
 
 /// Emptied chunks on their way back from the shards to the reader: a chunk's buffer is made
 /// once and reused, instead of being allocated on the reader's thread and freed on a shard's
@@ -656,6 +684,16 @@ mod tests {
     use gcm_api::monitoring::{CreateTimeSeriesRequest, CreateTimeSeriesSummary, TimeSeries};
     use prost::Message;
     use std::sync::Mutex;
+
+    #[test]
+    fn a_queue_is_bounded_in_bytes_as_documented() {
+        // README: chunks of at most 14 KiB of points; 460 KiB for one shard's queue, 70 KiB
+        // for a 600-point queue (give or take a chunk's last point).
+        let chunk_bytes = CHUNK_BYTES;
+        assert!(chunk_bytes <= 14 * 1024, "{chunk_bytes}");
+        assert!(chunks_per_queue(queue_points(600, 1)) * CHUNK_BYTES <= 460 * 1024);
+        assert!(chunks_per_queue(queue_points(600, 16)) * CHUNK_BYTES <= 70 * 1024);
+    }
 
     #[test]
     fn few_shards_get_room_for_a_whole_record() {
