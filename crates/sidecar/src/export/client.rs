@@ -368,7 +368,7 @@ impl TimeSeriesSink for GrpcSink {
 }
 
 /// A codec that writes pre-encoded request bytes and ignores the (empty) response.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct RawCodec {
     /// Length of the request: the encoding buffer is made that large (plus gRPC's 5-byte
     /// prefix) at once, instead of starting at 8 KiB and growing, copying, as it fills.

@@ -28,8 +28,8 @@ pub const WRITE_AT: usize = 64 * 1024;
 /// Most bytes kept waiting; a write that would go past it first writes what is waiting.
 const MAX_WAITING: usize = 4 * WRITE_AT;
 
-/// Most flushes put off in a row without the connection reading: a bound, so that a caller
-/// that flushes without ever reading still gets its bytes written (after as many passes).
+/// Most flushes put off since the last write: a bound, so that a caller that flushes without
+/// ever reading still gets its bytes written (after as many passes).
 const MAX_PUT_OFF: u8 = 16;
 
 /// A byte stream whose writes are gathered and written in fewer, larger calls.
@@ -45,8 +45,6 @@ pub struct CoalescingIo<T> {
     put_off_at: Option<u64>,
     /// Flushes put off since the last write.
     put_off: u8,
-    /// A read left the waiting bytes for the next pass (once only, until they are written).
-    held: bool,
 }
 
 impl<T> CoalescingIo<T> {
@@ -59,7 +57,6 @@ impl<T> CoalescingIo<T> {
             reads: 0,
             put_off_at: None,
             put_off: 0,
-            held: false,
         }
     }
 
@@ -89,7 +86,6 @@ impl<T: AsyncWrite + Unpin> CoalescingIo<T> {
         self.written = 0;
         self.put_off_at = None;
         self.put_off = 0;
-        self.held = false;
         Poll::Ready(Ok(()))
     }
 
@@ -121,13 +117,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for CoalescingIo<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.pending() > 0 {
-            if !this.held && this.put_off_at == Some(this.reads) {
+            if this.put_off_at == Some(this.reads) {
                 // A flush of this pass put these bytes off: they wait for the next pass, which
                 // the task is woken for. A request's HEADERS are written by the connection task
                 // while its DATA are handed over by the body's task, which runs in between, so
                 // the two then go out in one write (and wake the peer once) instead of two.
-                // Only once: the next read writes them.
-                this.held = true;
+                // Only once: this read ends the pass, so the next one finds them put off in an
+                // earlier pass and writes them.
                 cx.waker().wake_by_ref();
             } else if let Poll::Ready(Err(err)) = this.poll_write_waiting(cx) {
                 // A read ends the pass, and the peer may be waiting for these bytes before it

@@ -201,6 +201,9 @@ pub const CHUNK_POINTS: usize = 128;
 /// bytes whatever the points are (distributions of many buckets fill a chunk sooner).
 pub const CHUNK_BYTES: usize = CHUNK_POINTS * std::mem::size_of::<QueuedPoint>();
 
+// README: chunks of at most 14 KiB of points.
+const _: () = assert!(CHUNK_BYTES <= 14 * 1024);
+
 /// Emptied chunks on their way back from the shards to the reader: a chunk's buffer is made
 /// once and reused, instead of being allocated on the reader's thread and freed on a shard's
 /// (the costliest pattern for the allocator).
@@ -687,10 +690,8 @@ mod tests {
 
     #[test]
     fn a_queue_is_bounded_in_bytes_as_documented() {
-        // README: chunks of at most 14 KiB of points; 460 KiB for one shard's queue, 70 KiB
-        // for a 600-point queue (give or take a chunk's last point).
-        let chunk_bytes = CHUNK_BYTES;
-        assert!(chunk_bytes <= 14 * 1024, "{chunk_bytes}");
+        // README: 460 KiB for one shard's queue, 70 KiB for a 600-point queue (give or take a
+        // chunk's last point).
         assert!(chunks_per_queue(queue_points(600, 1)) * CHUNK_BYTES <= 460 * 1024);
         assert!(chunks_per_queue(queue_points(600, 16)) * CHUNK_BYTES <= 70 * 1024);
     }
