@@ -16,7 +16,7 @@
 #   RUN_AS_USER      user id Prometheus runs as; the sidecar runs as the same (default: 65534)
 #   SIDECAR_IMAGE    image to run (default: stackdriver-prometheus-sidecar:latest)
 #   API_ADDRESS      Monitoring API address (default: https://monitoring.googleapis.com:443/;
-#                    credentials for it are not supported yet, see kube/README.md)
+#                    credentials: see kube/README.md; the emulator: http://HOST:PORT/?auth=false)
 #   DRY_RUN=1        print the patch instead of applying it
 set -euo pipefail
 

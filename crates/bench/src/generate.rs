@@ -1,22 +1,9 @@
 //! `sidecar-bench generate`: a synthetic benchmark input of any size, so the catch-up benchmark
-//! can show how the sidecar's cost grows with the number of series and of samples.
+//! can show how the sidecar's cost grows with the number of series and of samples ([`run`]).
 //!
-//! Writes, into one directory, what `sidecar-bench --input` reads: `wal/` (segments as
-//! Prometheus 2.42 writes them: snappy-compressed records, rolled before a record would cross
-//! 128 MiB, the last page of each segment padded), `targets.json` and `metadata-all.json` (the
-//! `/api/v1/targets` and unfiltered `/api/v1/targets/metadata` answers the replay server serves),
-//! and `walcount.json` (counts, parameters, and the number of points the sidecar must deliver).
-//!
-//! The WAL looks like `T` targets scraped `M` times at a fixed interval: per scrape of a target,
-//! one samples record (all of its series at the scrape's timestamp), preceded at its first
-//! scrape by the series records of its new series (at most [`SERIES_PER_RECORD`] per record).
-//! Each target has the 5 scrape report series (`up`, `scrape_*`) and a mix of gauges, counters
-//! (monotonic) and classic histograms (`_bucket` per bound, `_sum`, `_count`, adjacent in each
-//! scrape, bucket counts adding up). The last scrape is just before the time of generation, so
-//! the input must be used within hours: the sidecar refuses points older than 25 h.
-//!
-//! It must never write anything a real Prometheus would not: values are deterministic functions
-//! of series ref and scrape number, never NaN, counters never go down.
+//! Owns the generated WAL and the API answers that go with it. Must never write anything a real
+//! Prometheus would not: values are deterministic functions of series ref and scrape number,
+//! never NaN, counters never go down.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -610,7 +597,20 @@ pub(crate) fn write_api_answers(
     Ok(entries)
 }
 
-/// Runs `sidecar-bench generate`.
+/// Runs `sidecar-bench generate`: writes, into one directory, what `sidecar-bench --input`
+/// reads: `wal/` (segments as Prometheus 2.42 writes them: snappy-compressed records, rolled
+/// before a record would cross 128 MiB, the last page of each segment padded), `targets.json` and
+/// `metadata-all.json` (the `/api/v1/targets` and unfiltered `/api/v1/targets/metadata` answers
+/// the replay server serves), and `walcount.json` (counts, parameters, and the number of points
+/// the sidecar must deliver).
+///
+/// The WAL looks like `T` targets scraped `M` times at a fixed interval: per scrape of a target,
+/// one samples record (all of its series at the scrape's timestamp), preceded at its first
+/// scrape by the series records of its new series (at most [`SERIES_PER_RECORD`] per record).
+/// Each target has the 5 scrape report series (`up`, `scrape_*`) and a mix of gauges, counters
+/// (monotonic) and classic histograms (`_bucket` per bound, `_sum`, `_count`, adjacent in each
+/// scrape, bucket counts adding up). The last scrape is just before the time of generation, so
+/// the input must be used within hours: the sidecar refuses points older than 25 h.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (series, samples, targets) = (args.series, args.samples_per_series, args.targets);

@@ -1,14 +1,8 @@
-//! `sidecar-bench live`: the sidecar's steady-state cost while a WAL grows at a live rate.
+//! `sidecar-bench live`: the sidecar's steady-state cost while a WAL grows at a live rate
+//! ([`run`]).
 //!
-//! A writer thread appends to a fresh WAL what Prometheus appends when it scrapes `T` targets
-//! every interval (the targets' scrapes spread evenly over the interval; a target's series
-//! records at its first scrape, then one samples record per scrape, each record reaching the file
-//! when it is logged, as Prometheus's writer does), with sample timestamps taken from the clock.
-//! The sidecar follows that WAL with the Prometheus API answers replayed and the counting sink as
-//! its backend. After a warm-up (every series seen, every counter's baseline taken), the sidecar's
-//! CPU time is measured over a window and printed as a share of one core and per sample, with how
-//! far its reading lagged behind the writer. Linux only; it must never touch anything but its own
-//! temporary directory.
+//! Owns the writer thread and the measurement. Linux only; must never touch anything but its
+//! own temporary directory.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,7 +49,10 @@ struct Progress {
     stop: AtomicBool,
 }
 
-/// Appends scrapes to a new WAL in `dir` on the clock until told to stop.
+/// Appends scrapes to a new WAL in `dir` on the clock until told to stop: the targets' scrapes
+/// spread evenly over the interval, a target's series records at its first scrape, then one
+/// samples record per scrape, each record reaching the file when it is logged (as Prometheus's
+/// writer does), with sample timestamps taken from the clock.
 fn write_live(
     dir: PathBuf,
     args: (u64, u64, Duration),
@@ -143,7 +140,12 @@ async fn watch(child: &mut Killed, d: Duration, log: &std::path::Path) -> anyhow
     Ok(())
 }
 
-/// Runs `sidecar-bench live`.
+/// Runs `sidecar-bench live`. A writer thread appends to a fresh WAL what Prometheus appends
+/// when it scrapes `T` targets every interval (see `write_live`), and the sidecar follows
+/// that WAL with the Prometheus API answers replayed and the counting sink as its backend. After
+/// a warm-up (every series seen, every counter's baseline taken), the sidecar's CPU time is
+/// measured over a window and printed as a share of one core and per sample, with how far its
+/// reading lagged behind the writer.
 pub async fn run(args: LiveArgs) -> anyhow::Result<()> {
     let (series, targets) = (args.series, args.targets);
     let interval = Duration::from(args.scrape_interval);

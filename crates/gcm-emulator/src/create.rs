@@ -1,21 +1,8 @@
-//! `CreateTimeSeries`: one request in, the API's answer out.
+//! `CreateTimeSeries`: one request in, the API's answer out ([`create_time_series`]).
 //!
 //! Owns the request-level rules (the `projects/<id>` name, at least one and at most 200 series,
 //! no series twice) and the shape of the answer. It must never check a series' fields itself
 //! ([`crate::validate`]) nor compare with stored data ([`crate::store`]).
-//!
-//! What the real API answers, and so what this module answers:
-//! * a request-level problem refuses the whole request: `INVALID_ARGUMENT`, nothing written;
-//! * otherwise each series stands alone. The good ones are written; if any failed, the answer is
-//!   `INVALID_ARGUMENT` with the message `One or more TimeSeries could not be written: …` naming
-//!   each failed series by index and metric, and a `CreateTimeSeriesSummary` in the status
-//!   details counting total, written and failed points. Reports from 2023 to 2025 show the API
-//!   answering field errors this way too (distributions without bounds, start not before end,
-//!   sampling period), with both the prefix and the `timeSeries[i] (metric.type=…)` naming;
-//!   duplicates, bad metric types and ordering were per series already in 2019–2020.
-//! * with `field_errors_reject_request`, a field error refuses the whole request instead, which
-//!   is what 2018–2020 reports show (`Field timeSeries[1].points[0]… had an invalid value`
-//!   without the prefix).
 
 use std::collections::{HashMap, HashSet};
 
@@ -53,6 +40,19 @@ pub(crate) fn project_id(name: &str) -> Option<&str> {
 
 /// Handles one request against `store`, at wall-clock time `now`. Series `i` with
 /// `refused[i]` set is refused as an injected partial failure (missing entries: not refused).
+///
+/// Answers as the real API does:
+/// * a request-level problem refuses the whole request: `INVALID_ARGUMENT`, nothing written;
+/// * otherwise each series stands alone. The good ones are written; if any failed, the answer is
+///   `INVALID_ARGUMENT` with the message `One or more TimeSeries could not be written: …` naming
+///   each failed series by index and metric, and a `CreateTimeSeriesSummary` in the status
+///   details counting total, written and failed points. Reports from 2023 to 2025 show the API
+///   answering field errors this way too (distributions without bounds, start not before end,
+///   sampling period), with both the prefix and the `timeSeries[i] (metric.type=…)` naming;
+///   duplicates, bad metric types and ordering were per series already in 2019–2020;
+/// * with `field_errors_reject_request`, a field error refuses the whole request instead, which
+///   is what 2018–2020 reports show (`Field timeSeries[1].points[0]… had an invalid value`
+///   without the prefix).
 pub(crate) fn create_time_series(
     store: &Store,
     cfg: &EmulatorConfig,

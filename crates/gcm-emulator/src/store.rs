@@ -1,14 +1,10 @@
 //! Everything the emulator accepted, kept in memory, and the rules that depend on it.
 //!
-//! Owns the per-project metric descriptors (auto-created by the first accepted write) and time
-//! series with their points, the rejection counters, and the rules that compare a new point with
-//! what came before: kind and value type against the descriptor, the descriptor's label limit,
-//! end times strictly increasing, cumulative start times never going backwards or overlapping, and
-//! the sampling period. A point is written only when every rule passes, so a refused point leaves
-//! no trace but its counter.
-//!
-//! It must never validate fields of a request on its own (that is [`crate::validate`]) nor
-//! build gRPC answers (that is [`crate::create`] and [`crate::list`]).
+//! Owns the per-project metric descriptors (auto-created by the first accepted write), the time
+//! series and their points, the rejection counters, and the rules that compare a new point with
+//! what came before. A point is written only when every rule passes, so a refused point leaves no
+//! trace but its counter. Must never validate a request's fields on its own ([`crate::validate`])
+//! nor build gRPC answers ([`crate::create`], [`crate::list`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -3,13 +3,7 @@
 //! Owns the field rules of `CreateTimeSeries`: metric type and label syntax, the monitored
 //! resource, exactly one point, the value against the declared value type, distributions, the
 //! interval against the metric kind, and the point's age. It must never read or change what was
-//! stored before: ordering, descriptor conflicts and label counts belong to the store. The one
-//! thing it needs from outside is the metric kind of an existing descriptor, because the interval
-//! rules depend on the kind when the series does not declare it.
-//!
-//! Each problem says whether it is a *field* problem (the API refused whole requests for these
-//! until about 2020) or a *series* problem (always reported per series); see
-//! [`EmulatorConfig::field_errors_reject_request`](crate::EmulatorConfig::field_errors_reject_request).
+//! stored before: ordering, descriptor conflicts and label counts belong to the store.
 
 use gcm_api::api::metric_descriptor::{MetricKind, ValueType};
 use gcm_api::monitoring::TimeSeries;
@@ -40,7 +34,9 @@ const MAX_LABEL_KEY_CHARS: usize = 100;
 /// The API counts label values in bytes of UTF-8.
 const MAX_LABEL_VALUE_BYTES: usize = 1024;
 
-/// Whether a problem used to refuse the whole request (field) or only its series (series).
+/// Whether a problem used to refuse the whole request (*field*: the API did so until about 2020)
+/// or only its series (*series*: always reported per series); see
+/// [`field_errors_reject_request`](crate::EmulatorConfig::field_errors_reject_request).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ProblemClass {
     Field,
@@ -84,7 +80,8 @@ pub(crate) struct Checked {
 }
 
 /// Runs every field check on `ts`. `known_kind` is the kind of the metric's descriptor, if one
-/// exists (or is being created earlier in the same request).
+/// exists (or is being created earlier in the same request): the one thing needed from outside
+/// the series, because the interval rules depend on the kind when the series does not declare it.
 pub(crate) fn check(
     ts: &TimeSeries,
     known_kind: Option<MetricKind>,

@@ -1,20 +1,9 @@
 //! Following a live WAL directory: the newest checkpoint, every segment after it, then the
-//! segment being written and each one that appears after it.
+//! segment being written and each one that appears after it. This is the remote-write watcher's
+//! algorithm (`tsdb/wlog/watcher.go`) as a blocking iterator, [`Follower`].
 //!
-//! This is the remote-write watcher's algorithm (`tsdb/wlog/watcher.go`) as a blocking
-//! iterator, with the original sidecar's race fixed: on end-of-file the follower lists the
-//! directory, and when a later segment exists it drains the current one *once more* before
-//! moving on, so bytes appended between the first end-of-file and the listing are not lost.
-//! Only then is an incomplete record at the end final: a torn tail (Prometheus crashed), skipped
-//! with a warning. Corrupt bytes are skipped with a warning naming segment and offset. When the
-//! next segment is gone (Prometheus truncated the WAL while this reader was behind), it goes on
-//! from the newest checkpoint and the first segment still present, counting what was skipped,
-//! instead of failing. The same gap found at start-up (the caller's saved position is in a
-//! segment that was deleted while it was not running, see [`Follower::resume_from`]) is counted
-//! the same way.
-//!
-//! It owns the order in which files are read and the waiting. It never decodes record payloads
-//! and never sleeps longer than one poll interval without checking the stop flag.
+//! Owns the order in which files are read and the waiting. Must never decode record payloads,
+//! nor sleep longer than one poll interval without checking the stop flag.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -150,6 +139,15 @@ enum State {
 }
 
 /// Reads every record of a WAL directory in order and follows it as Prometheus writes.
+///
+/// On end-of-file it lists the directory, and when a later segment exists it drains the current
+/// one *once more* before moving on, so bytes appended between the first end-of-file and the
+/// listing are not lost. Only then is an incomplete record at the end final: a torn tail
+/// (Prometheus crashed), skipped with a warning. Corrupt bytes are skipped with a warning naming
+/// segment and offset. When the next segment is gone (Prometheus truncated the WAL while this
+/// reader was behind), it goes on from the newest checkpoint and the first segment still
+/// present, counting what was skipped, instead of failing; so does a gap found at start-up (see
+/// [`Follower::resume_from`]).
 pub struct Follower {
     dir: PathBuf,
     opts: FollowOptions,

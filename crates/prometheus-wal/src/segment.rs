@@ -1,20 +1,9 @@
-//! Reading records out of one segment file: pages, fragments, checksums, reassembly.
+//! Reading records out of one segment file: 32 KiB pages without a file header, holding
+//! fragments (7-byte header: type byte, big-endian u16 length, big-endian CRC32C of the stored
+//! data); a record is one `full` fragment or `first`, `middle`*, `last`.
 //!
-//! A segment is a sequence of 32 KiB pages without a file header. Each page holds fragments
-//! (7-byte header: type byte, big-endian u16 length, big-endian CRC32C of the stored data);
-//! a record is one `full` fragment or `first`, `middle`*, `last`; a zero type byte means the
-//! rest of the page is zero padding. Compression (snappy or zstd) applies to the whole record.
-//!
-//! This module owns that framing and nothing else: it never interprets a record's payload and
-//! never looks at the directory. It works on a file that is still being written: running out of
-//! bytes anywhere (inside a header, a fragment, a record split over pages, before the rest of a
-//! padded page) is "no complete record yet", the position is kept and the next call retries.
-//! Bad bytes are reported as [`WalError::Corrupt`] *after* skipping them, so the caller decides
-//! whether to go on (the next call continues behind the bad part).
-//!
-//! Invariants: fragments never cross a page boundary, so the buffer never needs more than one
-//! page of unconsumed bytes to make progress; records are handed out as borrowed slices of
-//! reused buffers (no allocation per record once the buffers have grown).
+//! Owns that framing, checksums and reassembly, and nothing else: must never interpret a
+//! record's payload or look at the directory.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -108,7 +97,13 @@ enum Step {
     Ready(Ready),
 }
 
-/// Reads records from one segment file, tolerating a file that is still growing.
+/// Reads records from one segment file, tolerating a file that is still growing: running out of
+/// bytes anywhere (inside a header, a fragment, a record split over pages, before the rest of a
+/// padded page) is "no complete record yet", the position is kept and the next call retries.
+///
+/// Fragments never cross a page boundary, so the buffer never needs more than one page of
+/// unconsumed bytes to make progress; records are handed out as borrowed slices of reused
+/// buffers (no allocation per record once the buffers have grown).
 pub struct SegmentReader<R = File> {
     src: R,
     path: PathBuf,
@@ -190,12 +185,13 @@ impl<R: Read> SegmentReader<R> {
         (self.pos + (self.end - self.start) as u64).saturating_sub(self.committed)
     }
 
-    /// Returns the next complete record's payload (decompressed), `Ok(None)` when the bytes read
-    /// so far end before the next record is complete (call again once the file has grown).
+    /// Returns the next complete record's payload (decompressed: snappy or zstd applies to the
+    /// whole record), `Ok(None)` when the bytes read so far end before the next record is
+    /// complete (call again once the file has grown).
     ///
     /// A [`WalError::Corrupt`] is returned after the bad fragment (or the rest of its page, when
-    /// the framing is lost) has been skipped; calling again continues behind it. I/O errors
-    /// leave the position unchanged.
+    /// the framing is lost) has been skipped, so the caller decides whether to go on; calling
+    /// again continues behind it. I/O errors leave the position unchanged.
     pub fn next_record(&mut self) -> Result<Option<&[u8]>, WalError> {
         Ok(if self.advance()? {
             Some(self.record())

@@ -12,7 +12,7 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use stackdriver_prometheus_sidecar::export::PointKind;
+use stackdriver_prometheus_sidecar::model::PointKind;
 use stackdriver_prometheus_sidecar::retrieval::ResolvedSeries;
 use stackdriver_prometheus_sidecar::retrieval::convert::{Converter, CounterState};
 use stackdriver_prometheus_sidecar::retrieval::histogram::HistogramRun;

@@ -12,7 +12,8 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use stackdriver_prometheus_sidecar::export::{Point, PointKind, RequestBuilder, SeriesPrototype};
+use stackdriver_prometheus_sidecar::export::RequestBuilder;
+use stackdriver_prometheus_sidecar::model::{Point, PointKind, SeriesPrototype};
 
 use common::{point, prototype};
 

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prometheus_wal::Label;
-use stackdriver_prometheus_sidecar::export::PointKind;
+use stackdriver_prometheus_sidecar::model::PointKind;
 use stackdriver_prometheus_sidecar::retrieval::ResolvedSeries;
 use stackdriver_prometheus_sidecar::retrieval::convert::CounterState;
 use stackdriver_prometheus_sidecar::retrieval::resolve::Conversion;

@@ -2,11 +2,11 @@
 //!
 //! WAL follower (own thread) → reader: series cache, resolution, conversion → shard queues →
 //! `CreateTimeSeries`. Exit codes: 0 after a clean shutdown, 2 for bad flags, 1 for a failure to
-//! start or a fatal runtime error (the original exits 0 after runtime failures; we do not).
+//! start or a fatal runtime error.
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -14,10 +14,11 @@ use clap::Parser;
 use prometheus_wal::{FollowOptions, Follower};
 use stackdriver_prometheus_sidecar::config::{Config, Flags, LogFormat, LogLevel, WalStart};
 use stackdriver_prometheus_sidecar::export::{
-    ExportConfig, Exporter, FileSink, GrpcSink, autoscale,
-    client::{connections_for, install_crypto_provider},
+    ExportConfig, Exporter, FileSink, GrpcSink, autoscale, client::connections_for,
 };
 use stackdriver_prometheus_sidecar::metadata::MetadataCache;
+use stackdriver_prometheus_sidecar::observe::health::{self, HealthMonitor};
+use stackdriver_prometheus_sidecar::observe::lag;
 use stackdriver_prometheus_sidecar::observe::recent::RecentErrors;
 use stackdriver_prometheus_sidecar::progress::{
     self, DeliveryMarks, DeliveryTracker, LoadedProgress, Resume,
@@ -27,17 +28,15 @@ use stackdriver_prometheus_sidecar::retrieval::aggregator::CounterAggregator;
 use stackdriver_prometheus_sidecar::retrieval::{
     PrometheusSources, Reader, ReaderExit, ReaderProgress, Resolver,
 };
+use stackdriver_prometheus_sidecar::shutdown::Shutdown;
 use stackdriver_prometheus_sidecar::stats::Stats;
-use stackdriver_prometheus_sidecar::targets::TargetsCache;
+use stackdriver_prometheus_sidecar::targets::{self, TargetsCache};
 use stackdriver_prometheus_sidecar::web;
-use tokio_util::sync::CancellationToken;
 
 /// Timeout of each Prometheus API request.
 const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timeout of each `CreateTimeSeries` call (the original's).
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the targets cache is refreshed (the original's).
-const TARGETS_REFRESH: Duration = Duration::from_secs(180);
 /// How often delivery progress is saved.
 const PROGRESS_SAVE_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a progress line is logged.
@@ -81,7 +80,7 @@ fn main() -> ExitCode {
     let recent = RecentErrors::default();
     init_logging(config.log_level, config.log_format, &recent);
     // Before any TLS client exists (the API channel, the credentials' token requests).
-    install_crypto_provider();
+    stackdriver_prometheus_sidecar::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(async_workers())
         .enable_all()
@@ -107,7 +106,7 @@ fn main() -> ExitCode {
 
 async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     tracing::info!(
-        version = stackdriver_prometheus_sidecar::config::flags::VERSION,
+        version = stackdriver_prometheus_sidecar::VERSION,
         wal = %config.wal_directory.display(),
         prometheus = %config.prometheus_url,
         api = %config.api.url,
@@ -119,22 +118,38 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
              (all --filter matchers are joined into one selector)"
         );
     }
-    let cancel = CancellationToken::new();
-    tokio::spawn(watch_signals(cancel.clone()));
+    let shutdown = Shutdown::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
     let stats = Arc::new(Stats::default());
-    let web = web::start(&config, stats.clone(), recent, cancel.clone()).await?;
+    let mut export_config = ExportConfig::new(&config.project_id, config.shards.min);
+    export_config.retry.budget = config.retry_budget;
+    let health = Arc::new(HealthMonitor::new(health::DEFAULT_STALL_AFTER));
+    let web = web::start(
+        &config,
+        &export_config,
+        stats.clone(),
+        health.clone(),
+        recent,
+        shutdown.clone(),
+    )
+    .await?;
+    tokio::spawn(lag::run(
+        stats.clone(),
+        health,
+        config.wal_directory.clone(),
+        shutdown.clone(),
+    ));
 
-    let stop_reading = Arc::new(AtomicBool::new(false));
     let mut follower = Follower::open(
         &config.wal_directory,
         FollowOptions {
-            stop: stop_reading.clone(),
+            stop: shutdown.flag(),
             counters: stats.wal_follow.clone(),
             ..FollowOptions::default()
         },
     )
     .with_context(|| format!("opening the WAL in {}", config.wal_directory.display()))?;
-    stats.mark_wal_open();
+    stats.milestones.mark_wal_open();
 
     let (resume, start_after_ms) = load_progress(&config)?;
     follower.resume_from(resume.position);
@@ -149,20 +164,13 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     let tracker = Arc::new(DeliveryTracker::new(resume.position).with_marks(marks));
     resume.register_all(&tracker);
 
-    let mut export_config = ExportConfig::new(&config.project_id, config.shards.min);
-    export_config.retry.budget = config.retry_budget;
     let exporter = match &config.store_in_files_directory {
         Some(dir) => {
             let sink = FileSink::new(dir).with_context(|| {
                 format!("--stackdriver.store-in-files-directory {}", dir.display())
             })?;
             tracing::info!(dir = %dir.display(), "store-in-files mode: requests are written to files, not sent");
-            Exporter::start(
-                Arc::new(sink),
-                export_config,
-                stats.clone(),
-                Some(tracker.clone()),
-            )
+            Exporter::start(Arc::new(sink), export_config, &stats, Some(tracker.clone()))
         }
         None => {
             let sink = GrpcSink::new(
@@ -185,12 +193,7 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
                         config.api.url
                     )
                 })?;
-            Exporter::start(
-                Arc::new(sink),
-                export_config,
-                stats.clone(),
-                Some(tracker.clone()),
-            )
+            Exporter::start(Arc::new(sink), export_config, &stats, Some(tracker.clone()))
         }
     };
 
@@ -206,30 +209,30 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     ));
     web.show_aggregates(aggregator.clone());
     tracing::info!(url = %config.prometheus_url, "waiting for Prometheus to be ready");
-    if api.wait_ready(&cancel).await.is_err() {
+    if api.wait_ready(&shutdown).await.is_err() {
         exporter.finish().await;
         return Ok(());
     }
     tracing::info!("Prometheus is ready; reading the WAL");
-    stats.mark_prometheus_ready();
+    stats.milestones.mark_prometheus_ready();
     tokio::spawn(
         targets
             .clone()
-            .run_refresher(TARGETS_REFRESH, cancel.clone()),
+            .run_refresher(targets::DEFAULT_REFRESH_INTERVAL, shutdown.clone()),
     );
-    tokio::spawn(log_progress(stats.clone(), cancel.clone()));
+    tokio::spawn(log_progress(stats.clone(), shutdown.clone()));
     tokio::spawn(autoscale::run(
         exporter.resharder(),
-        stats.clone(),
+        autoscale::Inputs::of(&stats),
         config.shards,
         autoscale::TICK,
-        cancel.clone(),
+        shutdown.clone(),
     ));
     tokio::spawn(progress::run_keeper(
         config.wal_directory.clone(),
         tracker.clone(),
         PROGRESS_SAVE_INTERVAL,
-        cancel.clone(),
+        shutdown.clone(),
     ));
 
     let resolver = Resolver::new(
@@ -241,7 +244,7 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     let reader = Reader::new(
         resolver,
         exporter.handle(),
-        stats.clone(),
+        stats.reader.clone(),
         tokio::runtime::Handle::current(),
         ReaderProgress {
             tracker: tracker.clone(),
@@ -251,24 +254,13 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     )
     .with_filter(config.series_filter.clone())
     .with_aggregator(aggregator)
-    .with_stop(stop_reading.clone());
-    let reader_thread = tokio::task::spawn_blocking(move || reader.run(&mut follower));
-
-    // Stop reading on a signal; the reader's end (error or not) also ends the process.
-    let stopper = {
-        let cancel = cancel.clone();
-        let stop_reading = stop_reading.clone();
-        tokio::spawn(async move {
-            cancel.cancelled().await;
-            tracing::info!("Received SIGTERM, exiting gracefully...");
-            stop_reading.store(true, Ordering::Relaxed);
-        })
-    };
-    let outcome = reader_thread
+    .with_stop(shutdown.flag());
+    // Shutdown stops the follower, which ends the reader; the reader's end (error or not) also
+    // ends every other task.
+    let outcome = tokio::task::spawn_blocking(move || reader.run(&mut follower))
         .await
         .context("the WAL reader thread panicked")?;
-    cancel.cancel();
-    let _ = stopper.await;
+    shutdown.trigger();
 
     if tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, exporter.finish())
         .await
@@ -276,7 +268,7 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     {
         tracing::warn!(
             timeout = ?SHUTDOWN_FLUSH_TIMEOUT,
-            points_queued = stats.queue_length.load(Ordering::Relaxed),
+            points_queued = stats.export.queue_length.load(Ordering::Relaxed),
             api = %config.api.url,
             "not every queued point could be sent before shutdown"
         );
@@ -347,45 +339,38 @@ fn load_progress(config: &Config) -> anyhow::Result<(Resume, Option<i64>)> {
     Ok((Resume::new(loaded), start_after_ms))
 }
 
-async fn watch_signals(cancel: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        cancel.cancel();
-        // The first signal asks for a graceful shutdown (bounded by SHUTDOWN_FLUSH_TIMEOUT); an
-        // operator who signals again does not want to wait: exit at once, as 128 + the signal.
-        let code = tokio::select! {
-            _ = term.recv() => 128 + 15,
-            _ = int.recv() => 128 + 2,
-        };
-        tracing::warn!("second signal received: exiting at once without flushing or saving");
-        std::process::exit(code);
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        cancel.cancel();
-    }
+async fn watch_signals(shutdown: Shutdown) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!("Received {name}, exiting gracefully...");
+    shutdown.trigger();
+    // The first signal asks for a graceful shutdown (bounded by SHUTDOWN_FLUSH_TIMEOUT); an
+    // operator who signals again does not want to wait: exit at once, as 128 + the signal.
+    let code = tokio::select! {
+        _ = term.recv() => 128 + 15,
+        _ = int.recv() => 128 + 2,
+    };
+    tracing::warn!("second signal received: exiting at once without flushing or saving");
+    std::process::exit(code);
 }
 
-async fn log_progress(stats: Arc<Stats>, cancel: CancellationToken) {
+async fn log_progress(stats: Arc<Stats>, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(PROGRESS_LOG_INTERVAL);
     tick.tick().await;
     loop {
         tokio::select! {
             _ = tick.tick() => stats.log_summary(),
-            _ = cancel.cancelled() => return,
+            _ = shutdown.triggered() => return,
         }
     }
 }

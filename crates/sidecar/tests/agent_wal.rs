@@ -45,7 +45,7 @@ type Key = (String, String, String, BTreeMap<String, String>);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_mode_wal_arrives_exactly_once_across_a_restart_and_a_truncation() {
     // reqwest is built with rustls and no provider (for Google credentials): pick one first.
-    stackdriver_prometheus_sidecar::export::client::install_crypto_provider();
+    stackdriver_prometheus_sidecar::install_crypto_provider();
     let prometheus = require_binary("prometheus");
     let node_exporter = require_binary("prometheus-node-exporter");
     let dir = tempfile::tempdir().unwrap();

@@ -18,12 +18,12 @@ use prometheus_wal::writer::SegmentWriter;
 use prometheus_wal::{Codec, Follower, Label, Labels, RefSample, RefSeries};
 use stackdriver_prometheus_sidecar::config::ApiAddress;
 use stackdriver_prometheus_sidecar::export::{ExportConfig, Exporter, GrpcSink};
+use stackdriver_prometheus_sidecar::filter::{Selector, SeriesFilter};
 use stackdriver_prometheus_sidecar::metadata::{MetricMetadata, MetricType, ValueType};
 use stackdriver_prometheus_sidecar::progress::{DeliveryTracker, Resume};
 use stackdriver_prometheus_sidecar::retrieval::aggregator::{
     AggregatedCounterConfig, CounterAggregator,
 };
-use stackdriver_prometheus_sidecar::retrieval::filter::{Selector, SeriesFilter};
 use stackdriver_prometheus_sidecar::retrieval::{
     Reader, ReaderExit, ReaderProgress, Resolver, SeriesSources,
 };
@@ -182,7 +182,7 @@ async fn histograms_renames_filters_and_aggregates_pass_the_emulator() {
     let exporter = Exporter::start(
         Arc::new(sink),
         ExportConfig::new("proj", 2),
-        stats.clone(),
+        &stats,
         Some(tracker.clone()),
     );
     let sources = TableSources {
@@ -212,7 +212,7 @@ async fn histograms_renames_filters_and_aggregates_pass_the_emulator() {
     let reader = Reader::new(
         resolver,
         exporter.handle(),
-        stats.clone(),
+        stats.reader.clone(),
         tokio::runtime::Handle::current(),
         ReaderProgress {
             tracker,
@@ -285,7 +285,9 @@ async fn histograms_renames_filters_and_aggregates_pass_the_emulator() {
     // Only a +Inf bucket: Cloud Monitoring would refuse it (and the whole request with it).
     assert!(by_type(&format!("{PREFIX}odd_seconds")).is_empty());
     assert_eq!(
-        stats.histograms_dropped_count(HistogramDrop::NoFiniteBounds),
+        stats
+            .reader
+            .histograms_dropped_count(HistogramDrop::NoFiniteBounds),
         8
     );
 
@@ -297,15 +299,15 @@ async fn histograms_renames_filters_and_aggregates_pass_the_emulator() {
 
     // The filtered series is not sent, and counted once, by name.
     assert!(by_type(&format!("{PREFIX}secret_gauge")).is_empty());
-    assert_eq!(stats.series_dropped_count(DropReason::Filtered), 1);
+    assert_eq!(stats.reader.series_dropped_count(DropReason::Filtered), 1);
     assert!(
-        stats.series_dropped_by_metric().contains(&(
+        stats.reader.series_dropped_by_metric().contains(&(
             DropReason::Filtered,
             "secret_gauge".to_string(),
             1
         )),
         "{:?}",
-        stats.series_dropped_by_metric()
+        stats.reader.series_dropped_by_metric()
     );
 
     // The aggregate: one point after 60 s of WAL time, with the increase until then.

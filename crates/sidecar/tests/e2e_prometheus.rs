@@ -31,7 +31,7 @@ const EXCLUDED: &str = "node_scrape_collector_";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_prometheus_wal_reaches_the_emulator_with_prometheus_values() {
     // reqwest is built with rustls and no provider (for Google credentials): pick one first.
-    stackdriver_prometheus_sidecar::export::client::install_crypto_provider();
+    stackdriver_prometheus_sidecar::install_crypto_provider();
     let prometheus = require_binary("prometheus");
     let node_exporter = require_binary("prometheus-node-exporter");
     let dir = tempfile::tempdir().unwrap();

@@ -52,7 +52,7 @@ fn start_sidecar(dir: &Path, emulator: &str, wal: &Path, prom_port: u16, n: usiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_three_times_loses_nothing_and_sends_nothing_twice() {
     // reqwest is built with rustls and no provider (for Google credentials): pick one first.
-    stackdriver_prometheus_sidecar::export::client::install_crypto_provider();
+    stackdriver_prometheus_sidecar::install_crypto_provider();
     let prometheus = require_binary("prometheus");
     let node_exporter = require_binary("prometheus-node-exporter");
     let dir = tempfile::tempdir().unwrap();

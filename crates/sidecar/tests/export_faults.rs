@@ -11,9 +11,9 @@ use gcm_emulator::{Emulator, EmulatorConfig, Outage, RejectReason};
 use prometheus_wal::WalPosition;
 use stackdriver_prometheus_sidecar::config::ApiAddress;
 use stackdriver_prometheus_sidecar::export::{
-    ExportConfig, ExportDrop, Exporter, GrpcSink, Point, PointKind, PointValue, QueuedPoint,
-    SeriesPrototype,
+    ExportConfig, ExportDrop, Exporter, GrpcSink, QueuedPoint,
 };
+use stackdriver_prometheus_sidecar::model::{Point, PointKind, PointValue, SeriesPrototype};
 use stackdriver_prometheus_sidecar::stats::Stats;
 
 const SERIES: usize = 40;
@@ -49,7 +49,7 @@ async fn survive(outage: Outage, rounds: usize, every: Duration) {
     let mut config = ExportConfig::new("proj", 4);
     config.batch_deadline = Duration::from_millis(200);
     let stats = Arc::new(Stats::default());
-    let exporter = Exporter::start(Arc::new(sink), config, stats.clone(), None);
+    let exporter = Exporter::start(Arc::new(sink), config, &stats, None);
 
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -99,24 +99,27 @@ async fn survive(outage: Outage, rounds: usize, every: Duration) {
     );
 
     // Every point taken by the shards is accepted or counted under one reason.
-    let sent = stats.points_sent.load(Relaxed);
-    let rejected = stats.export_drops.count(ExportDrop::Rejected);
+    let sent = stats.export.points_sent.load(Relaxed);
+    let rejected = stats.export.export_drops.count(ExportDrop::Rejected);
     assert_eq!(
-        sent + stats.export_drops.total(),
+        sent + stats.export.export_drops.total(),
         fed,
         "sent {sent} + dropped must be what was fed"
     );
     assert_eq!(
-        stats.export_drops.count(ExportDrop::RetryBudgetExhausted),
+        stats
+            .export
+            .export_drops
+            .count(ExportDrop::RetryBudgetExhausted),
         0
     );
     assert!(rejected > 0, "the injected partial failures were counted");
     assert_eq!(
         rejected,
-        stats.export_drops.total(),
+        stats.export.export_drops.total(),
         "only partial failures lose points"
     );
-    assert!(stats.retries.load(Relaxed) > 0);
+    assert!(stats.export.retries.load(Relaxed) > 0);
 
     // What the emulator holds is exactly what the sidecar counts as sent, each point once, in
     // order: a point sent twice or late would have been refused as out of order.

@@ -19,7 +19,7 @@ use stackdriver_prometheus_sidecar::progress::{
 use stackdriver_prometheus_sidecar::retrieval::{
     Reader, ReaderExit, ReaderProgress, Resolver, SeriesSources,
 };
-use stackdriver_prometheus_sidecar::stats::{DropReason, Stats};
+use stackdriver_prometheus_sidecar::stats::{DropReason, SampleSkip, Stats};
 use stackdriver_prometheus_sidecar::targets::Target;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -141,7 +141,7 @@ async fn run_on(
         sink.clone(),
         // The points are from 1970: no age limit.
         ExportConfig::new("proj", 3).without_time_limits(),
-        stats.clone(),
+        &stats,
         Some(tracker.clone()),
     );
     let sources = TableSources {
@@ -156,7 +156,7 @@ async fn run_on(
     let reader = Reader::new(
         resolver,
         exporter.handle(),
-        stats.clone(),
+        stats.reader.clone(),
         tokio::runtime::Handle::current(),
         ReaderProgress {
             tracker: tracker.clone(),
@@ -290,16 +290,26 @@ async fn gauges_counters_and_drops_flow_from_wal_to_requests() {
     );
     assert_eq!(counters[0].metric_kind, MetricKind::Cumulative as i32);
 
-    assert_eq!(stats.series_dropped_count(DropReason::TargetNotFound), 1);
-    assert_eq!(stats.series_dropped_count(DropReason::MetadataNotFound), 1);
+    assert_eq!(
+        stats
+            .reader
+            .series_dropped_count(DropReason::TargetNotFound),
+        1
+    );
+    assert_eq!(
+        stats
+            .reader
+            .series_dropped_count(DropReason::MetadataNotFound),
+        1
+    );
     use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(stats.samples_processed.load(Relaxed), 13);
-    assert_eq!(stats.samples_nan.load(Relaxed), 2);
-    assert_eq!(stats.samples_unknown_ref.load(Relaxed), 1);
-    assert_eq!(stats.samples_out_of_order.load(Relaxed), 1);
-    assert_eq!(stats.samples_baseline.load(Relaxed), 1);
-    assert_eq!(stats.samples_produced.load(Relaxed), 6);
-    assert_eq!(stats.points_sent.load(Relaxed), 6);
+    assert_eq!(stats.reader.samples_processed.load(Relaxed), 13);
+    assert_eq!(stats.reader.skipped_count(SampleSkip::Nan), 2);
+    assert_eq!(stats.reader.skipped_count(SampleSkip::UnknownRef), 1);
+    assert_eq!(stats.reader.skipped_count(SampleSkip::OutOfOrder), 1);
+    assert_eq!(stats.reader.skipped_count(SampleSkip::Baseline), 1);
+    assert_eq!(stats.export.samples_produced.load(Relaxed), 6);
+    assert_eq!(stats.export.points_sent.load(Relaxed), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,8 +447,7 @@ async fn a_restart_resumes_exactly_after_what_was_delivered() {
             ("temperature".into(), None, 5000, 5.0),
         ]
     );
-    use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(stats.samples_baseline.load(Relaxed), 0);
+    assert_eq!(stats.reader.skipped_count(SampleSkip::Baseline), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,8 +480,7 @@ async fn points_delivered_after_the_watermark_are_not_sent_again() {
     let (sent, stats, _) =
         run_on(dir.path(), Resume::new(LoadedProgress::Exact(saved)), None).await;
     assert!(summary(&sent).is_empty(), "{:?}", summary(&sent));
-    use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(stats.samples_already_delivered.load(Relaxed), 6);
+    assert_eq!(stats.reader.skipped_count(SampleSkip::AlreadyDelivered), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,8 +514,7 @@ async fn delivery_marks_cover_what_the_last_save_missed() {
         "sent again: {:?}",
         summary(&sent)
     );
-    use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(stats.samples_already_delivered.load(Relaxed), 4);
+    assert_eq!(stats.reader.skipped_count(SampleSkip::AlreadyDelivered), 4);
     progress::file::save(dir.path(), &saved).unwrap();
 
     write_segment(dir.path(), "00000001", &[], &[batch(4)]);
@@ -595,8 +602,7 @@ async fn histograms_resume_with_their_start_time_and_baseline() {
         histogram_points(&sent),
         vec![(Some(1000), 4000, 3), (Some(1000), 5000, 4)]
     );
-    use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(stats.samples_baseline.load(Relaxed), 0);
+    assert_eq!(stats.reader.skipped_count(SampleSkip::Baseline), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

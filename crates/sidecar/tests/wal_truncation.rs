@@ -34,7 +34,7 @@ const SKIPPED: &str = "prometheus_sidecar_wal_segments_skipped_total";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_truncated_while_stopped_or_stalled_are_skipped_and_counted() {
     // reqwest is built with rustls and no provider (for Google credentials): pick one first.
-    stackdriver_prometheus_sidecar::export::client::install_crypto_provider();
+    stackdriver_prometheus_sidecar::install_crypto_provider();
     let prometheus = require_binary("prometheus");
     let node_exporter = require_binary("prometheus-node-exporter");
     let dir = tempfile::tempdir().unwrap();

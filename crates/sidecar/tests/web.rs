@@ -12,14 +12,14 @@ use stackdriver_prometheus_sidecar::config::{Config, Flags};
 use stackdriver_prometheus_sidecar::observe::RuntimeInfo;
 use stackdriver_prometheus_sidecar::observe::health::{HealthMonitor, Snapshot};
 use stackdriver_prometheus_sidecar::observe::recent::RecentErrors;
+use stackdriver_prometheus_sidecar::shutdown::Shutdown;
 use stackdriver_prometheus_sidecar::stats::Stats;
 use stackdriver_prometheus_sidecar::web::{self, StatusPage, WebState};
-use tokio_util::sync::CancellationToken;
 
 struct Server {
     base: String,
     state: WebState,
-    _stop: tokio_util::sync::DropGuard,
+    _stop: stackdriver_prometheus_sidecar::shutdown::TriggerOnDrop,
 }
 
 async fn serve(stall_after: Duration, statusz: bool) -> Server {
@@ -47,12 +47,12 @@ async fn serve(stall_after: Duration, statusz: bool) -> Server {
     };
     let listener = web::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let cancel = CancellationToken::new();
+    let cancel = Shutdown::new();
     tokio::spawn(web::serve(listener, state.clone(), cancel.clone()));
     Server {
         base,
         state,
-        _stop: cancel.drop_guard(),
+        _stop: cancel.trigger_on_drop(),
     }
 }
 
@@ -82,8 +82,12 @@ async fn get(url: &str) -> (u16, String, String) {
 #[tokio::test]
 async fn metrics_are_served_in_the_text_format_with_the_original_names() {
     let s = serve(Duration::from_secs(300), true).await;
-    s.state.stats.samples_processed.fetch_add(42, Relaxed);
-    s.state.stats.points_sent(40);
+    s.state
+        .stats
+        .reader
+        .samples_processed
+        .fetch_add(42, Relaxed);
+    s.state.stats.export.points_sent(40);
     let (status, content_type, body) = get(&format!("{}/metrics", s.base)).await;
     assert_eq!(status, 200);
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
@@ -147,15 +151,15 @@ async fn ready_answers_503_until_prometheus_is_ready_and_a_batch_was_accepted() 
     let s = serve(Duration::from_secs(300), true).await;
     let url = format!("{}/-/ready", s.base);
     let stats = &s.state.stats;
-    stats.mark_wal_open();
+    stats.milestones.mark_wal_open();
     let (status, _, body) = get(&url).await;
     assert_eq!(status, 503);
     assert!(body.contains("waiting for Prometheus"), "{body}");
-    stats.mark_prometheus_ready();
+    stats.milestones.mark_prometheus_ready();
     let (status, _, body) = get(&url).await;
     assert_eq!(status, 503);
     assert!(body.contains("has not accepted a batch"), "{body}");
-    stats.points_sent(200);
+    stats.export.points_sent(200);
     assert_eq!(get(&url).await.0, 200);
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use stackdriver_prometheus_sidecar::export::{
+use stackdriver_prometheus_sidecar::model::{
     Distribution, Point, PointKind, PointValue, SeriesPrototype,
 };
 

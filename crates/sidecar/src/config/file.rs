@@ -1,13 +1,9 @@
 //! The configuration file (`--config-file`): `metric_renames`, `static_metadata` and
-//! `aggregated_counters`, in the original's YAML layout.
+//! `aggregated_counters`, in the original's YAML layout and with its leniencies ([`parse`]).
 //!
 //! Owns reading and validating the file; every problem is reported with the line it is on and
-//! the entry it concerns, so `main` can exit with status 2 before anything starts. It must never
+//! the entry it concerns, so `main` can exit with status 2 before anything starts. Must never
 //! apply the settings itself.
-//!
-//! Kept quirks of the original: unknown keys are ignored, and keys match case-insensitively
-//! (`Metric_Renames` is `metric_renames`), as Go's JSON decoding of the converted YAML did; a
-//! repeated `from` keeps its last `to`; `untyped` is `unknown`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,9 +13,19 @@ use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
+use crate::filter::Selector;
 use crate::metadata::{MetricMetadata, MetricType, ValueType};
-use crate::retrieval::aggregator::AggregatedCounterConfig;
-use crate::retrieval::filter::Selector;
+
+/// One `aggregated_counters` entry of the config file.
+#[derive(Debug, Clone)]
+pub struct AggregatedCounterConfig {
+    /// Name of the aggregate (the metric type is `custom.googleapis.com/opencensus/<metric>`).
+    pub metric: String,
+    /// Description.
+    pub help: String,
+    /// Series selectors, OR-ed; a series matching any of them feeds the aggregate.
+    pub filters: Vec<Selector>,
+}
 
 /// The settings of a configuration file.
 #[derive(Debug, Clone, Default)]
@@ -69,6 +75,10 @@ pub fn load(path: &Path) -> Result<FileConfig, FileError> {
 }
 
 /// Validates the text of a configuration file. An empty file is an empty configuration.
+///
+/// Leniencies kept from the original: unknown keys are ignored, and keys match
+/// case-insensitively (`Metric_Renames` is `metric_renames`), as Go's JSON decoding of the
+/// converted YAML did; a repeated `from` keeps its last `to`; `untyped` is `unknown`.
 pub fn parse(text: &str) -> Result<FileConfig, FileError> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());

@@ -7,8 +7,7 @@
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, ValueEnum};
 
-/// Where the original published the sidecar's own version string.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+use crate::VERSION;
 
 /// Raw command-line flags, as typed by the operator.
 #[derive(Debug, Clone, Parser)]

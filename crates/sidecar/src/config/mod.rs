@@ -1,11 +1,11 @@
 //! One validated configuration, built from the command line.
 //!
 //! Owns the meaning of every flag: URLs are parsed, the static resource labels are derived, and
-//! every problem is reported as a [`ConfigError`] naming the flag, so `main` can exit with status 2.
-//! It must never start anything or touch the network.
+//! every problem is reported as a [`ConfigError`] naming the flag, so `main` can exit with
+//! status 2. It must never start anything or touch the network.
 
-pub mod file;
-pub mod flags;
+pub(crate) mod file;
+pub(crate) mod flags;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -14,8 +14,9 @@ use prometheus_wal::{Label, Labels};
 use url::Url;
 
 use crate::export::ShardBounds;
-use crate::export::lanes::LANES;
-use crate::retrieval::filter::SeriesFilter;
+pub use crate::export::client::ApiAddress;
+use crate::filter::SeriesFilter;
+use crate::model::lanes::LANES;
 
 pub use file::FileConfig;
 pub use flags::{Flags, LogFormat, LogLevel};
@@ -25,7 +26,7 @@ pub const DEFAULT_METRICS_PREFIX: &str = "external.googleapis.com/prometheus";
 
 /// Names of the static labels added to every target's discovered labels; the resource mapping
 /// reads them like any discovered label.
-pub mod static_label {
+pub(crate) mod static_label {
     /// Project id (`--stackdriver.project-id`).
     pub const PROJECT_ID: &str = "_stackdriver_project_id";
     /// `--stackdriver.kubernetes.location`.
@@ -54,19 +55,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// Where and how to reach the Cloud Monitoring API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiAddress {
-    /// The URL as given, used as the `queue` label of the export metrics.
-    pub url: String,
-    /// Host name or IP literal (without brackets).
-    pub host: String,
-    /// Port; 443 when the URL has none.
-    pub port: u16,
-    /// `false` when the URL carries `?auth=false`: plaintext, no credentials.
-    pub auth: bool,
-}
 
 /// Where a first start begins reading samples (`--prometheus.wal-start`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,8 +306,7 @@ fn parse_prometheus_url(raw: &str) -> Result<Url, ConfigError> {
             message: format!("{raw:?} must be an http:// or https:// URL with a host"),
         });
     }
-    // Quirk fixed: the original resolved API paths relative to the base URL, so a base path
-    // without a trailing slash (`http://h/prom`) lost its last segment. The base is a directory.
+    // The base is a directory: `http://h/prom` means `http://h/prom/` (API paths keep `prom`).
     if !url.path().ends_with('/') {
         let path = format!("{}/", url.path());
         url.set_path(&path);

@@ -1,41 +1,24 @@
-//! Autoscaling of the shard count from measured rates, within `--stackdriver.min-shards` and
-//! `--stackdriver.max-shards`.
+//! Autoscaling of the shard count within `--stackdriver.min-shards` and
+//! `--stackdriver.max-shards`: a formula over smoothed rates ([`desired_shards`],
+//! [`reader_bound`]) and probes of more shards while the reader waits on its own queues
+//! ([`Prober`]).
 //!
-//! Every tick, five rates are smoothed (exponentially weighted, as the original did): points
-//! queued, points sent, time spent sending, WAL bytes written by Prometheus and WAL bytes read.
-//! Sending time per point times the arrival rate says how many shards must be busy at once to
-//! keep up; that is scaled up by half for headroom, and more while the reader is behind the WAL
-//! (so a backlog is caught up), less when it is catching up. Small changes are ignored so the
-//! count does not flap, and nothing changes while requests are failing (resharding waits for
-//! every shard to drain, which a failing backend would make slow). This module only decides;
-//! [`super::router`] applies.
-//!
-//! That formula cannot see a reader held back by its own shards: a fast backend answers
-//! quickly, so few shards seem enough, while the reader waits on full queues and the backlog is
-//! read slower than the machine allows. So while the reader spends a tenth of its time or more
-//! waiting, the controller *probes*: it doubles the shards (adds half as many again from 16
-//! on) and, over two half-second windows after the new count runs, compares the points sent per
-//! second with the better of the last two windows before. A gain of 10 % or more in both keeps
-//! the new count (and the next probe may step up again); otherwise the count goes
-//! back and no probe above it is tried for 2 s, twice as long after each failure in a row (up
-//! to a minute), until the reader is free again. A reader waiting most of the time on fewer
-//! than 16 shards gets 16 at once, unprobed. Probed counts are kept as a floor while the
-//! reader keeps waiting, and meanwhile the formula may lower nothing below them nor raise the
-//! count (a busy backend makes requests slower the more shards send, so it would ask for ever
-//! more).
+//! Owns only the decision; the router applies it. Must never change the count while requests
+//! are failing: resharding waits for every shard to drain, which a failing backend would make
+//! slow.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use crate::shutdown::Shutdown;
 
 use super::router::Resharder;
-use crate::stats::Stats;
+use crate::stats::{ExportStats, LagStats, ReaderStats, Stats};
 
-/// How often the shard count is reconsidered. The original waited 15 s; a catch-up after an
-/// outage is often over by then, so the first decision comes after one second of measurements
-/// and later ones every 5 s (the smoothing keeps them from flapping).
+/// How often the shard count is reconsidered. A catch-up after an outage is often over within
+/// 15 s, so the first decision comes after [`FIRST_TICK`] of measurements and later ones every
+/// 5 s (the smoothing keeps them from flapping).
 pub const TICK: Duration = Duration::from_secs(5);
 /// When the first decision is taken.
 pub const FIRST_TICK: Duration = Duration::from_secs(1);
@@ -100,7 +83,7 @@ impl Ewma {
     }
 }
 
-/// The smoothed rates, per second.
+/// The smoothed rates, per second, exponentially weighted as the original's were.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Rates {
     /// Points queued.
@@ -116,6 +99,11 @@ pub struct Rates {
 }
 
 /// The shard count the rates call for, or `None` to keep `current`.
+///
+/// Sending time per point times the arrival rate is how many shards must be busy at once to keep
+/// up; that is scaled up by half for headroom, and more while the WAL grows faster than it is
+/// read (at most twice) or a backlog is being read (up to 2.5 times). A result within 70 % to
+/// 110 % of `current` is ignored so the count does not flap.
 pub fn desired_shards(rates: &Rates, current: usize, bounds: ShardBounds) -> Option<usize> {
     if rates.points_out <= 0.0 {
         return None;
@@ -123,9 +111,8 @@ pub fn desired_shards(rates: &Rates, current: usize, bounds: ShardBounds) -> Opt
     let seconds_per_point = rates.send_seconds / rates.points_out;
     let mut desired = seconds_per_point * rates.points_in * 1.5;
     if rates.wal_written >= rates.wal_read {
-        // Falling behind (or the reader is blocked). The original divided by the read rate
-        // even when it was zero, giving infinity or NaN [quirk fixed]: a stalled reader asks
-        // for at most twice as many shards per tick.
+        // Falling behind (or the reader is blocked). A read rate of zero must not be divided
+        // by (infinity or NaN): a stalled reader asks for at most twice as many shards per tick.
         desired *= if rates.wal_read > 0.0 {
             (rates.wal_written / rates.wal_read).min(2.0)
         } else if rates.wal_written > 0.0 {
@@ -178,16 +165,40 @@ struct Reading {
     reader_blocked_micros: u64,
 }
 
+/// What the controller measures: the export stage's counters, how much WAL the reader has
+/// read, and how far behind it is (as the lag monitor measures it).
+#[derive(Clone)]
+pub struct Inputs {
+    /// Points queued and sent, send time, retries, time the reader waited on full queues.
+    pub export: Arc<ExportStats>,
+    /// WAL bytes read.
+    pub reader: Arc<ReaderStats>,
+    /// WAL bytes not read yet.
+    pub lag: Arc<LagStats>,
+}
+
+impl Inputs {
+    /// The parts of `stats` the controller reads.
+    pub fn of(stats: &Stats) -> Inputs {
+        Inputs {
+            export: stats.export.clone(),
+            reader: stats.reader.clone(),
+            lag: stats.lag.clone(),
+        }
+    }
+}
+
 impl Reading {
-    fn take(stats: &Stats) -> Reading {
+    fn take(inputs: &Inputs) -> Reading {
+        let export = &inputs.export;
         Reading {
-            points_in: stats.samples_produced.load(Relaxed),
-            points_out: stats.points_attempted.load(Relaxed),
-            send_micros: stats.send_micros.load(Relaxed),
-            wal_read: stats.wal_bytes_read.load(Relaxed),
-            wal_lag: stats.wal_lag_bytes.load(Relaxed),
-            retries: stats.retries.load(Relaxed),
-            reader_blocked_micros: stats.reader_blocked_micros.load(Relaxed),
+            points_in: export.samples_produced.load(Relaxed),
+            points_out: export.points_attempted.load(Relaxed),
+            send_micros: export.send_micros.load(Relaxed),
+            wal_read: inputs.reader.wal_bytes_read(),
+            wal_lag: inputs.lag.wal_lag_bytes.load(Relaxed),
+            retries: export.retries.load(Relaxed),
+            reader_blocked_micros: export.reader_blocked_micros.load(Relaxed),
         }
     }
 }
@@ -224,7 +235,19 @@ struct Probe {
     passed: u32,
 }
 
-/// The probing of more shards for a reader held back by its own queues.
+/// The probing of more shards for a reader held back by its own queues, which the formula
+/// cannot see: a fast backend answers quickly, so few shards seem enough while the reader waits
+/// on full queues and reads the backlog slower than the machine allows.
+///
+/// While the reader spends a tenth of its time or more waiting, a probe doubles the shards (adds
+/// half as many again from 16 on) and, over two half-second windows after the new count runs,
+/// compares the points sent per second with the better of the last two windows before. A gain
+/// of 10 % or more in both keeps the new count (the next probe may step up again); otherwise the
+/// count goes back and nothing above it is tried for 2 s, twice as long after each failure in a
+/// row (up to a minute; a free reader resets that). A reader waiting most of the time on fewer
+/// than 16 shards gets 16 at once, unprobed. Probed counts are a floor while the reader keeps
+/// waiting, and meanwhile the formula may neither lower the count below them nor raise it (a
+/// busy backend makes requests slower the more shards send, so it would ask for ever more).
 #[derive(Debug, Default)]
 pub struct Prober {
     probe: Option<Probe>,
@@ -396,19 +419,20 @@ impl Controller {
     }
 }
 
-/// Reconsiders the shard count every `tick` until cancelled.
+/// Reconsiders the shard count every `tick` until cancelled; a tick in which requests failed or
+/// a reshard was still under way decides nothing.
 pub async fn run(
     resharder: Resharder,
-    stats: Arc<Stats>,
+    inputs: Inputs,
     bounds: ShardBounds,
     tick: Duration,
-    cancel: CancellationToken,
+    shutdown: Shutdown,
 ) {
     if bounds.min >= bounds.max {
         return;
     }
     let mut controller = Controller {
-        last: Reading::take(&stats),
+        last: Reading::take(&inputs),
         ..Controller::default()
     };
     let mut prober = Prober::default();
@@ -417,11 +441,11 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = cancel.cancelled() => return,
+            _ = shutdown.triggered() => return,
         }
         wait = tick;
         let elapsed = std::mem::replace(&mut since, tokio::time::Instant::now()).elapsed();
-        let failed = controller.tick(Reading::take(&stats), elapsed);
+        let failed = controller.tick(Reading::take(&inputs), elapsed);
         if failed || resharder.busy() {
             continue;
         }
@@ -454,10 +478,10 @@ pub async fn run(
             // A probe is judged on the next interval alone, soon, so that a catch-up profits;
             // that interval starts once the new count runs: the drain before it measures the
             // old shards, not the new ones.
-            if !applied(&resharder, tick, &cancel).await {
+            if !applied(&resharder, tick, &shutdown).await {
                 return;
             }
-            controller.tick(Reading::take(&stats), since.elapsed());
+            controller.tick(Reading::take(&inputs), since.elapsed());
             since = tokio::time::Instant::now();
             wait = PROBE_TICK.min(tick);
         } else if let Some(at) = prober.retry_at() {
@@ -469,12 +493,12 @@ pub async fn run(
 }
 
 /// Waits (at most `limit`) until a requested shard count is applied; false when cancelled.
-async fn applied(resharder: &Resharder, limit: Duration, cancel: &CancellationToken) -> bool {
+async fn applied(resharder: &Resharder, limit: Duration, shutdown: &Shutdown) -> bool {
     let until = tokio::time::Instant::now() + limit;
     while resharder.busy() && tokio::time::Instant::now() < until {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(5)) => {}
-            _ = cancel.cancelled() => return false,
+            _ = shutdown.triggered() => return false,
         }
     }
     true

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tonic::Code;
 
 use super::client::{SendError, TimeSeriesSink};
-use super::encode::without_name;
+use super::request::without_name;
 
 /// Writes requests to one file per shard in a directory.
 #[derive(Debug)]
@@ -107,7 +107,8 @@ impl TimeSeriesSink for FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::encode::{Point, PointKind, PointValue, RequestBuilder, SeriesPrototype};
+    use crate::export::request::RequestBuilder;
+    use crate::model::{Point, PointKind, PointValue, SeriesPrototype};
     use gcm_api::monitoring::CreateTimeSeriesRequest;
     use prost::Message;
     use std::os::unix::fs::PermissionsExt;

@@ -1,27 +1,27 @@
-//! The export stage: shard queues, request assembly and the `CreateTimeSeries` client.
+//! The export stage: shard queues, batching, request assembly, retries and the
+//! `CreateTimeSeries` client.
 //!
 //! Owns everything between a converted point and the API's answer. It must never convert
 //! samples or look series up; it receives ready points with their encoded series prototype.
 
 pub mod autoscale;
+mod batch;
 pub mod client;
-mod coalesce;
-pub mod drops;
-pub mod encode;
-pub mod files;
-pub mod lanes;
-mod point_bytes;
-mod resources;
-pub mod router;
-pub mod shard;
-pub mod validate;
+mod deliveries;
+pub(crate) mod files;
+pub(crate) mod queue;
+pub(crate) mod request;
+mod retry;
+pub(crate) mod router;
+mod settings;
+mod shard;
 
+pub use crate::stats::{ExportDrop, ExportDrops};
 pub use autoscale::ShardBounds;
 pub use client::{GrpcSink, SendError, TimeSeriesSink};
-pub use drops::{ExportDrop, ExportDrops};
-pub use encode::{
-    Distribution, Point, PointKind, PointValue, RequestBuilder, SeriesPrototype, SharedPrototype,
-};
 pub use files::FileSink;
+pub use queue::{Delivery, QueuedPoint};
+pub use request::RequestBuilder;
+pub use retry::{DEFAULT_RETRY_BUDGET, RetryPolicy};
 pub use router::{ExportClosed, ExportHandle, Exporter, Resharder};
-pub use shard::{DEFAULT_RETRY_BUDGET, Delivery, ExportConfig, QueuedPoint, RetryPolicy};
+pub use settings::ExportConfig;

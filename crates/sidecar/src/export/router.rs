@@ -5,7 +5,7 @@
 //! closes every shard's queue, waits until each shard has sent (or given up, counted) everything
 //! it holds, then starts the new shards. No point of a series is ever queued in two shards at
 //! once, so each series' points still reach the API in WAL order. Lanes
-//! ([`super::lanes`]) do not move between restarts or reshards; only their owner does. This
+//! ([`crate::model::lanes`]) do not move between restarts or reshards; only their owner does. This
 //! module never batches, sends or converts.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
@@ -17,12 +17,12 @@ use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::client::TimeSeriesSink;
-use super::lanes::{LANES, lane_of, shard_of_lane};
-use super::shard::{
-    CHUNK_BYTES, CHUNK_POINTS, Chunk, ChunkPool, ExportConfig, QueuedPoint, ShardParts, spawn_shard,
-};
+use super::queue::{CHUNK_BYTES, CHUNK_POINTS, Chunk, ChunkPool, QueuedPoint};
+use super::settings::ExportConfig;
+use super::shard::{ShardParts, spawn_shard};
+use crate::model::lanes::{LANES, lane_of, shard_of_lane};
 use crate::progress::DeliveryTracker;
-use crate::stats::Stats;
+use crate::stats::{ExportStats, ReaderStats, Stats};
 
 type Spawner = dyn Fn(usize, usize) -> (mpsc::Sender<Chunk>, JoinHandle<()>) + Send + Sync;
 
@@ -40,7 +40,7 @@ struct Shared {
     /// A reshard is under way.
     resharding: AtomicBool,
     runtime: Handle,
-    stats: Arc<Stats>,
+    stats: Arc<ExportStats>,
     /// Chunk buffers coming back from the shards.
     pool: Arc<ChunkPool>,
 }
@@ -74,14 +74,16 @@ pub struct Resharder {
 pub struct ExportClosed;
 
 impl Exporter {
-    /// Starts `config.shards` shard tasks on the current tokio runtime. Completed tracked points
-    /// are reported to `tracker`.
+    /// Starts `config.shards` shard tasks on the current tokio runtime. They count into
+    /// `stats.export`; how much WAL the reader has read (`stats.reader`) tells them when it is
+    /// idle. Completed tracked points are reported to `tracker`.
     pub fn start<S: TimeSeriesSink>(
         sink: Arc<S>,
         config: ExportConfig,
-        stats: Arc<Stats>,
+        stats: &Stats,
         tracker: Option<Arc<DeliveryTracker>>,
     ) -> Exporter {
+        let (stats, reader) = (stats.export.clone(), stats.reader.clone());
         let runtime = Handle::current();
         let shards = config.shards.clamp(1, LANES);
         let (idle_tx, idle) = tokio::sync::watch::channel(0);
@@ -110,7 +112,7 @@ impl Exporter {
             stats: stats.clone(),
             pool,
         });
-        tokio::spawn(watch_idle(Arc::downgrade(&shared), stats, idle_tx));
+        tokio::spawn(watch_idle(Arc::downgrade(&shared), reader, idle_tx));
         Exporter { shared }
     }
 
@@ -157,9 +159,9 @@ pub const IDLE_FLUSH_AFTER: Duration = Duration::from_millis(500);
 
 /// Signals the shards once per quiet spell of the reader of at least [`IDLE_FLUSH_AFTER`];
 /// ends with the export stage.
-async fn watch_idle(shared: Weak<Shared>, stats: Arc<Stats>, idle: watch::Sender<u64>) {
+async fn watch_idle(shared: Weak<Shared>, reader: Arc<ReaderStats>, idle: watch::Sender<u64>) {
     let mut tick = tokio::time::interval(IDLE_FLUSH_AFTER / 4);
-    let mut last = stats.wal_bytes_read.load(Relaxed);
+    let mut last = reader.wal_bytes_read();
     let mut read_at = tokio::time::Instant::now();
     let mut signalled = true;
     loop {
@@ -167,7 +169,7 @@ async fn watch_idle(shared: Weak<Shared>, stats: Arc<Stats>, idle: watch::Sender
         if shared.strong_count() == 0 {
             return;
         }
-        let now = stats.wal_bytes_read.load(Relaxed);
+        let now = reader.wal_bytes_read();
         if now != last {
             (last, read_at, signalled) = (now, tokio::time::Instant::now(), false);
         } else if !signalled && read_at.elapsed() >= IDLE_FLUSH_AFTER {
@@ -178,7 +180,7 @@ async fn watch_idle(shared: Weak<Shared>, stats: Arc<Stats>, idle: watch::Sender
 }
 
 impl Resharder {
-    /// Asks for `shards` shards (clamped to 1..=[`LANES`]); the reader applies it before its
+    /// Asks for `shards` shards (clamped to 1..=`LANES`); the reader applies it before its
     /// next point.
     pub fn request(&self, shards: usize) {
         self.shared.requested.store(shards.clamp(1, LANES), Relaxed);
@@ -205,6 +207,7 @@ impl ExportHandle {
                 self.reshard(wanted)?;
             }
         }
+        self.shared.stats.queued();
         let lane = lane_of(item.series.hash);
         let shard = shard_of_lane(lane, self.senders.len());
         let chunk = self.pending.get_mut(shard).ok_or(ExportClosed)?;
@@ -326,8 +329,8 @@ impl Drop for ExportHandle {
 mod tests {
     use super::*;
     use crate::export::client::SendError;
-    use crate::export::encode::{Point, PointKind, PointValue, SeriesPrototype, SharedPrototype};
-    use crate::export::shard::Delivery;
+    use crate::export::queue::Delivery;
+    use crate::model::{Point, PointKind, PointValue, SeriesPrototype, SharedPrototype};
     use crate::progress::PointAck;
     use bytes::Bytes;
     use gcm_api::monitoring::CreateTimeSeriesRequest;
@@ -372,11 +375,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn chunks_of_large_distributions_hold_fewer_points_so_queues_are_bounded_in_bytes() {
-        use crate::export::encode::Distribution;
+        use crate::model::Distribution;
         let sink = Arc::new(SlowSink::default());
         let stats = Arc::new(Stats::default());
         let config = ExportConfig::new("p", 1).without_time_limits();
-        let exporter = Exporter::start(sink, config, stats, None);
+        let exporter = Exporter::start(sink, config, &stats, None);
         let mut handle = exporter.handle();
         let point = |i: usize, buckets: usize| QueuedPoint {
             series: series(i),
@@ -440,13 +443,13 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[tokio::test(start_paused = true)]
     async fn an_idle_reader_makes_partial_batches_leave_before_their_deadline() {
         let sink = Arc::new(SlowSink::default());
         let stats = Arc::new(Stats::default());
         let mut config = ExportConfig::new("p", 2).without_time_limits();
         config.batch_deadline = Duration::from_secs(600);
-        let exporter = Exporter::start(sink.clone(), config, stats.clone(), None);
+        let exporter = Exporter::start(sink.clone(), config, &stats, None);
         let mut handle = exporter.handle();
         let points: Vec<QueuedPoint> = (0..10)
             .map(|i| QueuedPoint {
@@ -460,19 +463,19 @@ mod tests {
                 delivery: None,
             })
             .collect();
-        let reader_stats = stats.clone();
-        let started = std::time::Instant::now();
-        let handle = tokio::task::spawn_blocking(move || {
-            // The reader read something, handed it over, and then finds nothing more.
-            reader_stats.wal_bytes_read.fetch_add(100, Relaxed);
-            for p in points {
-                handle.push_blocking(p).unwrap();
-            }
-            handle.flush_blocking().unwrap();
-            handle
-        })
-        .await
-        .unwrap();
+        // The export stage runs a moment (its idle watch takes a first look) before the reader
+        // reads something, hands it over, and then finds nothing more. (The queues hold every
+        // point, so the handle never blocks on this thread.)
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = tokio::time::Instant::now();
+        stats.reader.wal_record_read(WalPosition {
+            segment: 0,
+            offset: 100,
+        });
+        for p in points {
+            handle.push_blocking(p).unwrap();
+        }
+        handle.flush_blocking().unwrap();
         let count = || {
             sink.requests
                 .lock()
@@ -502,7 +505,7 @@ mod tests {
         let mut config = ExportConfig::new("p", 1).without_time_limits();
         config.batch_deadline = Duration::from_millis(5);
         config.capacity_per_shard = 50;
-        let exporter = Exporter::start(sink.clone(), config, stats.clone(), Some(tracker.clone()));
+        let exporter = Exporter::start(sink.clone(), config, &stats, Some(tracker.clone()));
         let resharder = exporter.resharder();
         let mut handle = exporter.handle();
         let all: Vec<SharedPrototype> = (0..300).map(series).collect();
@@ -584,7 +587,7 @@ mod tests {
         let exporter = Exporter::start(
             Arc::new(SlowSink::default()),
             ExportConfig::new("p", 2),
-            Arc::new(Stats::default()),
+            &Stats::default(),
             None,
         );
         let first = exporter.handle();

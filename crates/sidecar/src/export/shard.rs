@@ -1,154 +1,29 @@
-//! Shards: the queues between the WAL reader and the API, and the batching, checking, retrying
-//! and splitting of sends.
+//! One shard: the loop that takes chunks from its queue, gathers them into batches and sends
+//! each batch, checking, retrying and splitting as [`super::retry`] decides.
 //!
-//! Each series is assigned to one shard by its hash, and each shard has one request in flight,
-//! so a series' points reach the API in WAL order. Queues are bounded: when the API is slow the
-//! reader blocks on a full queue and the WAL on disk is the buffer; nothing is dropped because a
-//! queue was full. A batch holds at most `max_batch` distinct series (the API's limit is 200); a
-//! second point of a series already in the batch closes the batch first, so a request never
-//! holds two points of one series. A batch goes out when full, on such a repeat, or when its
-//! deadline passes. Shutdown is observed when every sender is dropped: the shard drains its queue,
-//! sends the last batch and ends.
-//!
-//! A shard never stalls on one batch: points the API would refuse are dropped alone before
-//! sending ([`super::validate`]); transient failures are retried with jittered exponential
-//! backoff only within the retry budget, and points that grew too old meanwhile are dropped; a
-//! partial failure (the API's `CreateTimeSeriesSummary`) drops only the points it names; a
-//! request refused as a whole with INVALID_ARGUMENT is split in halves until the bad points are
-//! isolated, so the good ones still arrive. Every point taken from the queue ends accepted or
-//! counted under one reason of [`ExportDrop`].
+//! Must never have more than one request in flight (a series' points reach the API in WAL
+//! order), nor lose a point: every point taken from the queue ends accepted or counted under one
+//! [`ExportDrop`].
 
-use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
-use ahash::AHashSet;
 use bytes::Bytes;
-use prometheus_wal::WalPosition;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tonic::Code;
 
+use super::batch::{Batch, Entry};
 use super::client::{SendError, TimeSeriesSink};
-use super::drops::ExportDrop;
-use super::encode::{Distribution, Point, PointValue, RequestBuilder, SharedPrototype};
-use super::lanes::{lane_of, lanes_of_shard};
-use super::validate::{self, TimeLimits};
-use crate::progress::{DeliveryTracker, Mark, PointAck};
-use crate::stats::Stats;
-
-/// One point waiting to be sent, with the WAL position it was read at.
-#[derive(Debug, Clone)]
-pub struct QueuedPoint {
-    /// The series the point belongs to.
-    pub series: SharedPrototype,
-    /// The point.
-    pub point: Point,
-    /// Where in the WAL the sample was read.
-    pub position: WalPosition,
-    /// Delivery tracking of points read from the WAL (`None` for points made by the sidecar).
-    pub delivery: Option<Delivery>,
-}
-
-impl QueuedPoint {
-    /// Bytes the point holds while queued: its own, and a distribution's buckets (in the point
-    /// and, for a tracked histogram, in the state recorded once it is delivered).
-    pub fn queued_bytes(&self) -> usize {
-        let f64s = |n: usize| n * std::mem::size_of::<f64>();
-        let value = match &self.point.value {
-            PointValue::Distribution(d) => {
-                std::mem::size_of::<Distribution>()
-                    + f64s(d.bounds.capacity() + d.bucket_counts.capacity())
-            }
-            PointValue::Double(_) | PointValue::Int64(_) => 0,
-        };
-        let state = match self.delivery.as_ref().map(|d| &d.ack) {
-            Some(PointAck::Histogram(_, state)) => {
-                std::mem::size_of::<crate::progress::SavedHistogramState>()
-                    + f64s(2 * (state.base.buckets.capacity() + state.previous.buckets.capacity()))
-            }
-            _ => 0,
-        };
-        std::mem::size_of::<QueuedPoint>() + value + state
-    }
-}
-
-/// What to record once a tracked point's request has completed.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// The series' delivery state and what to record in it.
-    pub ack: PointAck,
-    /// Index of the (last) sample in its WAL record (with the position, the point's identity).
-    pub index: u64,
-}
-
-/// How long a failing request is retried before its points are given up.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// First wait after a transient failure.
-    pub min_backoff: Duration,
-    /// Longest wait between attempts.
-    pub max_backoff: Duration,
-    /// Total time a batch may spend retrying before its points are dropped (counted), so that
-    /// one bad batch can never stall a shard for ever.
-    pub budget: Duration,
-}
-
-/// Least time between two warnings about retried requests, per shard.
-const RETRY_WARNING_EVERY: Duration = Duration::from_secs(60);
-
-/// Default of `--stackdriver.retry-budget`: long enough to ride out a short outage of the API
-/// without losing points, short enough that a shard is never stuck for long.
-pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(300);
-
-/// Shape of the export stage.
-#[derive(Debug, Clone)]
-pub struct ExportConfig {
-    /// `projects/<id>`.
-    pub project_name: String,
-    /// Number of shards at start (the autoscaler may change it while running).
-    pub shards: usize,
-    /// Points each shard's queue holds before the reader blocks.
-    pub capacity_per_shard: usize,
-    /// Most distinct series per request.
-    pub max_batch: usize,
-    /// Longest time a point waits in a partial batch.
-    pub batch_deadline: Duration,
-    /// Retry behaviour.
-    pub retry: RetryPolicy,
-    /// The API's time window; points outside it are dropped before sending.
-    pub time_limits: TimeLimits,
-}
-
-impl ExportConfig {
-    /// The original's queue settings (200 series per request, 600 points per shard, 5 s
-    /// deadline), with `shards` fixed shards.
-    pub fn new(project_id: &str, shards: usize) -> ExportConfig {
-        ExportConfig {
-            project_name: format!("projects/{project_id}"),
-            shards: shards.clamp(1, super::lanes::LANES),
-            capacity_per_shard: 600,
-            max_batch: 200,
-            batch_deadline: Duration::from_secs(5),
-            retry: RetryPolicy {
-                min_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(10),
-                budget: DEFAULT_RETRY_BUDGET,
-            },
-            time_limits: TimeLimits::default(),
-        }
-    }
-
-    /// The same, accepting points of any age or time (for replaying recorded data in tests).
-    pub fn without_time_limits(mut self) -> ExportConfig {
-        self.time_limits = TimeLimits {
-            max_age: None,
-            max_future: None,
-        };
-        self
-    }
-}
+use super::deliveries::Deliveries;
+use super::queue::{CHUNK_POINTS, Chunk, ChunkPool, QueuedPoint, chunks_per_queue, queue_points};
+use super::request::RequestBuilder;
+use super::retry::{Jitter, NextStep, Retries, WarnEvery};
+use super::settings::ExportConfig;
+use crate::model::lanes::lanes_of_shard;
+use crate::model::validate::{self, Invalid};
+use crate::progress::DeliveryTracker;
+use crate::stats::ExportDrop;
+use crate::stats::ExportStats;
 
 /// Starts one shard task on `runtime`: shard `index` of `count`, owning the lanes
 /// [`lanes_of_shard`] gives. Returns its queue and its task.
@@ -163,105 +38,30 @@ pub(super) fn spawn_shard<S: TimeSeriesSink>(
         config.capacity_per_shard,
         count,
     )));
-    let lanes = lanes_of_shard(index, count);
     let shard = Shard {
         pool: parts.pool.clone(),
         ahead: Vec::with_capacity(CHUNK_POINTS),
         idle: parts.idle.clone(),
         idle_open: true,
         index,
-        completed_by_lane: vec![0; lanes.len()],
-        lanes,
+        deliveries: Deliveries::new(parts.tracker.clone(), lanes_of_shard(index, count)),
         rx,
         sink: parts.sink.clone(),
         config: config.clone(),
         stats: parts.stats.clone(),
         builder: RequestBuilder::default(),
-        batch: Vec::with_capacity(config.max_batch),
-        in_batch: AHashSet::with_capacity(config.max_batch * 2),
-        batch_deadline: None,
-        tracker: parts.tracker.clone(),
-        last_mark: None,
+        batch: Batch::with_capacity(config.max_batch),
         jitter: Jitter::new(index),
-        last_retry_warning: None,
+        retry_warning: WarnEvery::default(),
     };
     (tx, runtime.spawn(shard.run()))
-}
-
-/// Points handed to a shard at once: the reader gathers a record's points per shard and hands
-/// them over together, so the queue's synchronisation and the shard's wake-up are paid per
-/// record rather than per point.
-pub type Chunk = Vec<QueuedPoint>;
-
-/// Most points in one chunk.
-pub const CHUNK_POINTS: usize = 128;
-
-/// Most bytes of points in one chunk (by [`QueuedPoint::queued_bytes`]), give or take its last
-/// point: as many as [`CHUNK_POINTS`] plain points take, so that a queue of chunks is bounded in
-/// bytes whatever the points are (distributions of many buckets fill a chunk sooner).
-pub const CHUNK_BYTES: usize = CHUNK_POINTS * std::mem::size_of::<QueuedPoint>();
-
-// README: chunks of at most 14 KiB of points.
-const _: () = assert!(CHUNK_BYTES <= 14 * 1024);
-
-/// Emptied chunks on their way back from the shards to the reader: a chunk's buffer is made
-/// once and reused, instead of being allocated on the reader's thread and freed on a shard's
-/// (the costliest pattern for the allocator).
-#[derive(Debug, Default)]
-pub struct ChunkPool {
-    free: std::sync::Mutex<Vec<Chunk>>,
-}
-
-/// Most emptied chunks the pool keeps.
-const POOL_CHUNKS: usize = 256;
-
-impl ChunkPool {
-    /// An empty chunk with room for [`CHUNK_POINTS`] points.
-    pub fn take(&self) -> Chunk {
-        self.free
-            .lock()
-            .ok()
-            .and_then(|mut free| free.pop())
-            .unwrap_or_else(|| Vec::with_capacity(CHUNK_POINTS))
-    }
-
-    /// Keeps an emptied chunk for reuse (dropped when the pool is full).
-    pub fn give_back(&self, chunk: Chunk) {
-        debug_assert!(chunk.is_empty());
-        if chunk.capacity() < CHUNK_POINTS {
-            return;
-        }
-        if let Ok(mut free) = self.free.lock()
-            && free.len() < POOL_CHUNKS
-        {
-            free.push(chunk);
-        }
-    }
-}
-
-/// Points queued for all shards together, at least: with few shards (the steady state, where
-/// the autoscaler keeps one or two) each queue then holds a whole scrape's record, so the reader
-/// hands a record over without waiting for the shard, and waking it, once per chunk.
-pub const MIN_TOTAL_QUEUE_POINTS: usize = 4096;
-
-/// Points one shard's queue holds when `shards` shards run: `capacity_per_shard`, or more when
-/// they are few (see [`MIN_TOTAL_QUEUE_POINTS`]).
-pub fn queue_points(capacity_per_shard: usize, shards: usize) -> usize {
-    capacity_per_shard.max(MIN_TOTAL_QUEUE_POINTS / shards.max(1))
-}
-
-/// Queue length in chunks for a queue of `capacity` points: chunks may be partly filled, so the
-/// queue holds at least `capacity` points in full chunks and at most a few chunks when they are
-/// small (never fewer than 4 chunks, so a shard sending keeps some work waiting).
-pub fn chunks_per_queue(capacity: usize) -> usize {
-    capacity.div_ceil(CHUNK_POINTS).max(4)
 }
 
 /// What every shard is made from.
 pub(super) struct ShardParts<S> {
     pub sink: Arc<S>,
     pub config: ExportConfig,
-    pub stats: Arc<Stats>,
+    pub stats: Arc<ExportStats>,
     pub tracker: Option<Arc<DeliveryTracker>>,
     /// Changes when the reader has found nothing new in the WAL for a while.
     pub idle: tokio::sync::watch::Receiver<u64>,
@@ -269,14 +69,11 @@ pub(super) struct ShardParts<S> {
     pub pool: Arc<ChunkPool>,
 }
 
-/// One point of the batch being assembled.
-struct Entry {
-    series: SharedPrototype,
-    point: Point,
-    /// What to record once the point is done with (tracked points).
-    delivery: Option<PointAck>,
-}
-
+/// A shard's state. A batch holds at most `max_batch` distinct series and never two points of
+/// one series; it leaves when full, on such a repeat, at its deadline, or when the reader goes
+/// idle. Points the API would refuse are dropped alone before sending, a partial failure drops
+/// only the points it names, and a request refused as a whole is split until the bad points are
+/// isolated. The shard ends when its queue closes, after sending what it holds.
 struct Shard<S> {
     pool: Arc<ChunkPool>,
     /// The prototypes' addresses of the chunk being taken (reused buffer).
@@ -287,53 +84,29 @@ struct Shard<S> {
     /// Whether `idle` can still change (its sender lives).
     idle_open: bool,
     index: usize,
-    /// The lanes this shard sends (their delivery marks are this shard's to write).
-    lanes: Range<usize>,
-    /// Tracked points of the current request per lane (indexed from `lanes.start`).
-    completed_by_lane: Vec<u64>,
+    deliveries: Deliveries,
     rx: mpsc::Receiver<Chunk>,
     sink: Arc<S>,
     config: ExportConfig,
-    stats: Arc<Stats>,
+    stats: Arc<ExportStats>,
     builder: RequestBuilder,
     /// The batch being assembled, in queue order.
-    batch: Vec<Entry>,
-    /// Hashes of the series in `batch`.
-    in_batch: AHashSet<u64>,
-    batch_deadline: Option<Instant>,
-    tracker: Option<Arc<DeliveryTracker>>,
-    /// Identity of the last tracked point of the current batch.
-    last_mark: Option<Mark>,
+    batch: Batch,
     jitter: Jitter,
-    /// When a failed attempt was last logged at warning level.
-    last_retry_warning: Option<Instant>,
+    /// Limits warnings about retried requests.
+    retry_warning: WarnEvery,
 }
 
 impl<S: TimeSeriesSink> Shard<S> {
     async fn run(mut self) {
         loop {
-            let deadline = self.batch_deadline;
+            let deadline = self.batch.deadline;
             let idle_armed = self.idle_open && !self.batch.is_empty();
             tokio::select! {
                 // Queued points first: an idle reader's signal only flushes an empty queue.
                 biased;
                 chunk = self.rx.recv() => match chunk {
-                    Some(mut chunk) => {
-                        self.stats.queue_taken(chunk.len() as u64);
-                        // Where each item's prototype lies (a separate allocation, far from the
-                        // others), so that its load can be started a few items ahead. Plain
-                        // addresses, so that they can be kept across the awaits. (Delivery
-                        // states are loaded once the request is done, in `record_deliveries`.)
-                        let mut ahead = std::mem::take(&mut self.ahead);
-                        ahead.clear();
-                        ahead.extend(chunk.iter().map(|item| Arc::as_ptr(&item.series) as usize));
-                        for (i, item) in chunk.drain(..).enumerate() {
-                            prefetch_ahead(&ahead, i, crate::prefetch::prefetch::<u8>);
-                            self.add(item).await;
-                        }
-                        self.ahead = ahead;
-                        self.pool.give_back(chunk);
-                    }
+                    Some(chunk) => self.take(chunk).await,
                     None => break,
                 },
                 _ = sleep_until_opt(deadline) => self.flush().await,
@@ -346,23 +119,36 @@ impl<S: TimeSeriesSink> Shard<S> {
         self.flush().await;
     }
 
+    /// Adds a chunk's points to the batch, sending as the batch fills.
+    async fn take(&mut self, mut chunk: Chunk) {
+        self.stats.queue_taken(chunk.len() as u64);
+        // Where each item's prototype lies (a separate allocation, far from the others), so
+        // that its load can be started a few items ahead. Plain addresses, so that they can be
+        // kept across the awaits. (Delivery states are loaded once the request is done.)
+        let mut ahead = std::mem::take(&mut self.ahead);
+        ahead.clear();
+        ahead.extend(chunk.iter().map(|item| Arc::as_ptr(&item.series) as usize));
+        for (i, item) in chunk.drain(..).enumerate() {
+            prefetch_ahead(&ahead, i, crate::prefetch::prefetch::<u8>);
+            self.add(item).await;
+        }
+        self.ahead = ahead;
+        self.pool.give_back(chunk);
+    }
+
     async fn add(&mut self, item: QueuedPoint) {
-        if self.in_batch.contains(&item.series.hash) {
+        if self.batch.holds(item.series.hash) {
             self.flush().await;
         }
         if self.batch.is_empty() {
             // Only an idle signal given after the batch began flushes it.
             self.idle.borrow_and_update();
-            // The deadline counts from the first point of a batch (the original's timer was not
-            // reset then, so a batch could leave almost empty; quirk fixed).
-            self.batch_deadline = Some(Instant::now() + self.config.batch_deadline);
+            // The deadline counts from the first point of a batch, so a batch never leaves
+            // almost empty because an earlier one started the clock.
+            self.batch.deadline = Some(Instant::now() + self.config.batch_deadline);
         }
-        self.in_batch.insert(item.series.hash);
         if let Some(d) = &item.delivery {
-            self.last_mark = Some(Mark {
-                position: item.position,
-                index: d.index,
-            });
+            self.deliveries.joined(item.position, d.index);
         }
         self.batch.push(Entry {
             series: item.series,
@@ -375,12 +161,11 @@ impl<S: TimeSeriesSink> Shard<S> {
     }
 
     async fn flush(&mut self) {
-        self.batch_deadline = None;
         if self.batch.is_empty() {
+            self.batch.deadline = None;
             return;
         }
-        let batch = std::mem::take(&mut self.batch);
-        self.in_batch.clear();
+        let mut batch = self.batch.take();
         let now = now_ms();
         let mut valid = Vec::with_capacity(batch.len());
         for (i, entry) in batch.iter().enumerate() {
@@ -407,51 +192,7 @@ impl<S: TimeSeriesSink> Shard<S> {
             }
         }
         self.deliver(&batch, valid).await;
-        self.record_deliveries(batch);
-    }
-
-    /// The batch is done with (accepted, or dropped for good): record each tracked point's series
-    /// state, then let the watermark pass them.
-    fn record_deliveries(&mut self, mut batch: Vec<Entry>) {
-        if let Some(tracker) = &self.tracker {
-            // The delivery states lie far apart: start loading them a few points ahead, ready
-            // to be written.
-            for entry in batch.iter().take(PREFETCH_AHEAD) {
-                if let Some(ack) = &entry.delivery {
-                    tracker.prefetch(ack);
-                }
-            }
-            for i in 0..batch.len() {
-                if let Some(ack) = batch
-                    .get(i + PREFETCH_AHEAD)
-                    .and_then(|e| e.delivery.as_ref())
-                {
-                    tracker.prefetch(ack);
-                }
-                let entry = &mut batch[i];
-                if let Some(ack) = entry.delivery.take() {
-                    tracker.delivered(ack, entry.point.end_ms);
-                    let lane = lane_of(entry.series.hash);
-                    if let Some(n) = self
-                        .completed_by_lane
-                        .get_mut(lane.wrapping_sub(self.lanes.start))
-                    {
-                        *n += 1;
-                    }
-                }
-            }
-        }
-        if let Some(tracker) = &self.tracker {
-            let start = self.lanes.start;
-            let completed = self
-                .completed_by_lane
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, n)| (start + i, *n));
-            tracker.points_completed(self.lanes.clone(), completed, self.last_mark.take());
-        }
-        self.completed_by_lane.fill(0);
+        self.deliveries.record(&mut batch);
     }
 
     fn drop_points(&self, reason: ExportDrop, n: u64) {
@@ -464,12 +205,12 @@ impl<S: TimeSeriesSink> Shard<S> {
     /// Sends the points `indices` of `batch` (in that order), retrying and splitting as needed,
     /// within one retry budget for the whole batch.
     async fn deliver(&mut self, batch: &[Entry], indices: Vec<usize>) {
-        let started = Instant::now();
+        let mut retries = Retries::start(self.config.retry);
         // Groups still to send, the next one last; halves of a split go back on top, first half
         // last, so points keep their order.
         let mut pending = vec![indices];
         while let Some(mut group) = pending.pop() {
-            let mut backoff = self.config.retry.min_backoff;
+            retries.next_group();
             let mut attempt = 0u32;
             loop {
                 if attempt > 0 {
@@ -492,19 +233,13 @@ impl<S: TimeSeriesSink> Shard<S> {
                     }
                     Err(err) => err,
                 };
-                if err.retryable {
-                    let wait = self.jitter.spread(backoff);
-                    if started.elapsed() + wait <= self.config.retry.budget {
+                match retries.after(&err, group.len(), &mut self.jitter) {
+                    NextStep::Retry(wait) => {
                         self.stats.send_retried();
                         // Visible at the default level, at most once a minute per shard: a
                         // backend that keeps failing (TLS, credentials, outage) is noticed long
                         // before the retry budget runs out.
-                        let now = Instant::now();
-                        if self
-                            .last_retry_warning
-                            .is_none_or(|at| now.duration_since(at) >= RETRY_WARNING_EVERY)
-                        {
-                            self.last_retry_warning = Some(now);
+                        if self.retry_warning.ready() {
                             tracing::warn!(
                                 shard = self.index,
                                 code = ?err.code,
@@ -516,46 +251,48 @@ impl<S: TimeSeriesSink> Shard<S> {
                             tracing::debug!(shard = self.index, error = %err, wait = ?wait, "retrying request");
                         }
                         tokio::time::sleep(wait).await;
-                        backoff = (backoff * 2).min(self.config.retry.max_backoff);
                         continue;
                     }
-                    self.stats.point_status(err.code as i32, points);
-                    self.drop_points(ExportDrop::RetryBudgetExhausted, points);
-                    tracing::warn!(
-                        shard = self.index,
-                        code = ?err.code,
-                        error = %err.message,
-                        points,
-                        retried_for = ?started.elapsed(),
-                        "points dropped: the Monitoring API kept failing for longer than the retry budget"
-                    );
-                } else if err.has_summary() {
-                    self.partial_failure(&err, points);
-                } else if err.code == Code::InvalidArgument && group.len() > 1 {
-                    tracing::debug!(
-                        shard = self.index,
-                        points,
-                        error = %err.message,
-                        "request refused as a whole; splitting it to isolate the bad points"
-                    );
-                    let second = group.split_off(group.len() / 2);
-                    pending.push(second);
-                    pending.push(group);
-                } else {
-                    self.stats.point_status(err.code as i32, points);
-                    self.drop_points(ExportDrop::Rejected, points);
-                    let metric = group
-                        .first()
-                        .map(|i| batch[*i].series.metric_type())
-                        .unwrap_or_default();
-                    tracing::warn!(
-                        shard = self.index,
-                        code = ?err.code,
-                        error = %err.message,
-                        points,
-                        metric,
-                        "points refused by the Monitoring API were dropped"
-                    );
+                    NextStep::BudgetExhausted => {
+                        self.stats.point_status(err.code as i32, points);
+                        self.drop_points(ExportDrop::RetryBudgetExhausted, points);
+                        tracing::warn!(
+                            shard = self.index,
+                            code = ?err.code,
+                            error = %err.message,
+                            points,
+                            retried_for = ?retries.elapsed(),
+                            "points dropped: the Monitoring API kept failing for longer than the retry budget"
+                        );
+                    }
+                    NextStep::PartialFailure => self.partial_failure(&err, points),
+                    NextStep::Split => {
+                        tracing::debug!(
+                            shard = self.index,
+                            points,
+                            error = %err.message,
+                            "request refused as a whole; splitting it to isolate the bad points"
+                        );
+                        let second = group.split_off(group.len() / 2);
+                        pending.push(second);
+                        pending.push(group);
+                    }
+                    NextStep::Rejected => {
+                        self.stats.point_status(err.code as i32, points);
+                        self.drop_points(ExportDrop::Rejected, points);
+                        let metric = group
+                            .first()
+                            .map(|i| batch[*i].series.metric_type())
+                            .unwrap_or_default();
+                        tracing::warn!(
+                            shard = self.index,
+                            code = ?err.code,
+                            error = %err.message,
+                            points,
+                            metric,
+                            "points refused by the Monitoring API were dropped"
+                        );
+                    }
                 }
                 break;
             }
@@ -590,7 +327,7 @@ impl<S: TimeSeriesSink> Shard<S> {
         group.retain(|i| validate::check_age(batch[*i].point.end_ms, now, limits).is_ok());
         let expired = (before - group.len()) as u64;
         if expired > 0 {
-            self.drop_points(ExportDrop::Invalid(validate::Invalid::TooOld), expired);
+            self.drop_points(ExportDrop::Invalid(Invalid::TooOld), expired);
         }
     }
 
@@ -645,31 +382,6 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Spreads retry waits so that shards failing together do not retry together: each wait is
-/// drawn uniformly from half the backoff to the full backoff. A small xorshift generator is
-/// enough; nothing depends on its quality.
-struct Jitter {
-    state: u64,
-}
-
-impl Jitter {
-    fn new(shard: usize) -> Jitter {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ ((shard as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        Jitter { state: seed | 1 }
-    }
-
-    fn spread(&mut self, backoff: Duration) -> Duration {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        let fraction = (self.state >> 11) as f64 / (1u64 << 53) as f64;
-        backoff.mul_f64(0.5 + 0.5 * fraction)
-    }
-}
-
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -681,31 +393,15 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 mod tests {
     use super::*;
     use crate::export::Exporter;
-    use crate::export::encode::{PointKind, PointValue, SeriesPrototype};
-    use crate::export::validate::Invalid;
+    use crate::model::{Point, PointKind, PointValue, SeriesPrototype, SharedPrototype};
+    use crate::stats::Stats;
     use gcm_api::monitoring::create_time_series_summary::Error as SummaryError;
     use gcm_api::monitoring::{CreateTimeSeriesRequest, CreateTimeSeriesSummary, TimeSeries};
+    use prometheus_wal::WalPosition;
     use prost::Message;
     use std::sync::Mutex;
-
-    #[test]
-    fn a_queue_is_bounded_in_bytes_as_documented() {
-        // README: 460 KiB for one shard's queue, 70 KiB for a 600-point queue (give or take a
-        // chunk's last point).
-        assert!(chunks_per_queue(queue_points(600, 1)) * CHUNK_BYTES <= 460 * 1024);
-        assert!(chunks_per_queue(queue_points(600, 16)) * CHUNK_BYTES <= 70 * 1024);
-    }
-
-    #[test]
-    fn few_shards_get_room_for_a_whole_record() {
-        // One shard holds a 3000-sample scrape; many keep the configured capacity.
-        assert_eq!(queue_points(600, 1), MIN_TOTAL_QUEUE_POINTS);
-        assert_eq!(queue_points(600, 2), MIN_TOTAL_QUEUE_POINTS / 2);
-        assert_eq!(queue_points(600, 16), 600);
-        assert_eq!(queue_points(600, 0), MIN_TOTAL_QUEUE_POINTS);
-        assert_eq!(chunks_per_queue(queue_points(600, 1)), 32);
-        assert_eq!(chunks_per_queue(queue_points(600, 16)), 5);
-    }
+    use std::time::Duration;
+    use tonic::Code;
     use tonic::Status;
 
     type Script = Box<dyn FnMut(&CreateTimeSeriesRequest) -> Result<(), Status> + Send>;
@@ -794,15 +490,14 @@ mod tests {
         points: Vec<QueuedPoint>,
     ) -> Arc<Stats> {
         let stats = Arc::new(Stats::default());
-        let exporter = Exporter::start(sink, config, stats.clone(), None);
+        let exporter = Exporter::start(sink, config, &stats, None);
         let mut handle = exporter.handle();
-        tokio::task::spawn_blocking(move || {
-            for p in points {
-                handle.push_blocking(p).unwrap();
-            }
-        })
-        .await
-        .unwrap();
+        // The queue holds every point of these tests, so pushing never blocks: all of them are
+        // queued before the shard first runs (on this thread), whatever the clock does.
+        for p in points {
+            handle.push_blocking(p).unwrap();
+        }
+        drop(handle);
         exporter.finish().await;
         stats
     }
@@ -819,10 +514,10 @@ mod tests {
     }
 
     fn drops(stats: &Stats, reason: ExportDrop) -> u64 {
-        stats.export_drops.count(reason)
+        stats.export.export_drops.count(reason)
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn no_request_holds_more_than_200_series_or_one_series_twice_and_order_is_kept() {
         let sink = ScriptedSink::new(|_| Ok(()));
         let t0 = now() - 60_000;
@@ -854,12 +549,15 @@ mod tests {
             assert_eq!(values, [1.0, 2.0], "series {i} out of order");
         }
         assert_eq!(
-            stats.points_sent.load(std::sync::atomic::Ordering::Relaxed),
+            stats
+                .export
+                .points_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
             450
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn transient_failures_are_retried_until_accepted() {
         let mut failures = vec![
             Status::unavailable("down"),
@@ -875,11 +573,17 @@ mod tests {
         let stats = run(sink.clone(), config(), vec![point(&s, now() - 1000, 1.0)]).await;
         assert_eq!(sink.accepted_series().len(), 1);
         assert_eq!(*sink.attempts.lock().unwrap(), 5);
-        assert_eq!(stats.retries.load(std::sync::atomic::Ordering::Relaxed), 4);
-        assert_eq!(stats.export_drops.total(), 0);
+        assert_eq!(
+            stats
+                .export
+                .retries
+                .load(std::sync::atomic::Ordering::Relaxed),
+            4
+        );
+        assert_eq!(stats.export.export_drops.total(), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_batch_failing_past_the_retry_budget_is_dropped_and_the_shard_moves_on() {
         let sink = ScriptedSink::new(|r| {
             if r.time_series.iter().any(|ts| label(ts) == "stuck") {
@@ -900,17 +604,26 @@ mod tests {
             point(&stuck, t + 10_000, 2.0),
             point(&fine, t, 3.0),
         ];
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let stats = run(sink.clone(), config, points).await;
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(drops(&stats, ExportDrop::RetryBudgetExhausted), 2);
-        assert_eq!(stats.point_status_counts()[Code::Unavailable as usize], 2);
-        assert!(stats.retries.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+        assert_eq!(
+            stats.export.point_status_counts()[Code::Unavailable as usize],
+            2
+        );
+        assert!(
+            stats
+                .export
+                .retries
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 2
+        );
         let got: Vec<String> = sink.accepted_series().iter().map(label).collect();
         assert_eq!(got, ["fine"], "the shard moved on");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_partial_failure_drops_only_the_points_the_summary_names() {
         let sink = ScriptedSink::new(|r| {
             let summary = CreateTimeSeriesSummary {
@@ -941,15 +654,18 @@ mod tests {
             "a partial failure is not retried"
         );
         assert_eq!(
-            stats.points_sent.load(std::sync::atomic::Ordering::Relaxed),
+            stats
+                .export
+                .points_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
             3
         );
         assert_eq!(drops(&stats, ExportDrop::Rejected), 2);
-        let codes = stats.point_status_counts();
+        let codes = stats.export.point_status_counts();
         assert_eq!((codes[0], codes[Code::InvalidArgument as usize]), (3, 2));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_whole_request_rejection_is_split_until_the_bad_points_are_isolated() {
         let sink = ScriptedSink::new(|r| {
             if r.time_series.iter().any(|ts| label(ts).starts_with("bad")) {
@@ -974,12 +690,18 @@ mod tests {
             "good points arrive, in order"
         );
         assert_eq!(drops(&stats, ExportDrop::Rejected), 2);
-        let codes = stats.point_status_counts();
+        let codes = stats.export.point_status_counts();
         assert_eq!((codes[0], codes[Code::InvalidArgument as usize]), (8, 2));
-        assert_eq!(stats.retries.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(
+            stats
+                .export
+                .retries
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn points_the_api_would_refuse_are_dropped_before_sending() {
         let sink = ScriptedSink::new(|_| Ok(()));
         let bad_type = Arc::new(SeriesPrototype::new(
@@ -1008,9 +730,11 @@ mod tests {
                 reason.as_str()
             );
         }
-        assert_eq!(stats.export_drops.total(), 3);
+        assert_eq!(stats.export.export_drops.total(), 3);
     }
 
+    // Real time: the API's age limit is judged by the wall clock, which a paused clock
+    // does not move.
     #[tokio::test]
     async fn points_that_grow_too_old_while_retrying_are_dropped() {
         let mut failures = 3;
@@ -1037,20 +761,5 @@ mod tests {
         let got: Vec<String> = sink.accepted_series().iter().map(label).collect();
         assert_eq!(got, ["young"]);
         assert_eq!(drops(&stats, ExportDrop::Invalid(Invalid::TooOld)), 1);
-    }
-
-    #[test]
-    fn jitter_spreads_waits_between_half_and_all_of_the_backoff() {
-        let mut j = Jitter::new(3);
-        let waits: Vec<Duration> = (0..1000)
-            .map(|_| j.spread(Duration::from_secs(1)))
-            .collect();
-        assert!(
-            waits
-                .iter()
-                .all(|w| *w >= Duration::from_millis(500) && *w <= Duration::from_secs(1))
-        );
-        let distinct: std::collections::HashSet<_> = waits.iter().collect();
-        assert!(distinct.len() > 900);
     }
 }

@@ -1,18 +1,11 @@
 //! The metric metadata cache: the type (counter, gauge, histogram…), value type and help text of
 //! a metric, as seen on a series' job and instance.
 //!
-//! Owns: the lookup order (static metadata from the config, built-in metadata of Prometheus's
+//! Owns the lookup order (static metadata from the config, built-in metadata of Prometheus's
 //! synthetic scrape series, cached answers, then `/api/v1/targets/metadata`), what is cached per
-//! job, and when an answer of "no metadata" is asked again. Thread-safe: lookups may come from
-//! several tasks; each job has its own async lock, held across that job's HTTP fetch, so two
-//! lookups never fetch the same job's batch twice and jobs never wait on each other.
-//!
-//! Must never: strip metric name suffixes on its own (the series resolver decides which names
-//! to ask for, using [`strip_suffix`]), or turn an HTTP failure into "no metadata" (failures
-//! are errors; the caller retries later).
-//!
-//! Fixed quirk: the original cached by metric name only, so the first job to provide a name's
-//! metadata decided its type for every job; here the cache is keyed by (job, metric name).
+//! job, and when "no metadata" is asked again. Must never strip metric name suffixes on its own
+//! (the series resolver decides, using [`strip_suffix`]), or turn an HTTP failure into "no
+//! metadata" (failures are errors; the caller retries later).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -24,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::promapi::{MetadataItem, PromApi, PromApiError};
+pub use crate::promapi::{MetricType, ParseMetricTypeError};
 
 /// How long an answer of "no metadata" for a name is believed before the next lookup asks
 /// Prometheus again (the original: 30 s).
@@ -58,73 +52,6 @@ const SCRAPE_SERIES: [(&str, &str); 5] = [
         "Number of series in the last scrape that were not in the previous one.",
     ),
 ];
-
-/// The type of a metric family, as Prometheus names it in `# TYPE` lines and its API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MetricType {
-    /// `counter`: a monotonically increasing value (resets to 0 on restart).
-    Counter,
-    /// `gauge`: a value that goes up and down.
-    Gauge,
-    /// `histogram`: classic (`_bucket`/`_sum`/`_count`) or native histogram.
-    Histogram,
-    /// `gaugehistogram`: a histogram whose buckets can go down.
-    GaugeHistogram,
-    /// `summary`: quantiles plus `_sum` and `_count`.
-    Summary,
-    /// `info` (OpenMetrics).
-    Info,
-    /// `stateset` (OpenMetrics).
-    StateSet,
-    /// `unknown`, or `untyped` in the Prometheus text format.
-    Unknown,
-}
-
-impl MetricType {
-    /// The name Prometheus uses for this type.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MetricType::Counter => "counter",
-            MetricType::Gauge => "gauge",
-            MetricType::Histogram => "histogram",
-            MetricType::GaugeHistogram => "gaugehistogram",
-            MetricType::Summary => "summary",
-            MetricType::Info => "info",
-            MetricType::StateSet => "stateset",
-            MetricType::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for MetricType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A name that is not a Prometheus metric type.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid metric type {0:?}")]
-pub struct ParseMetricTypeError(pub String);
-
-impl FromStr for MetricType {
-    type Err = ParseMetricTypeError;
-
-    /// Prometheus's lowercase names; `untyped` is `Unknown`.
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Ok(match name {
-            "counter" => MetricType::Counter,
-            "gauge" => MetricType::Gauge,
-            "histogram" => MetricType::Histogram,
-            "gaugehistogram" => MetricType::GaugeHistogram,
-            "summary" => MetricType::Summary,
-            "info" => MetricType::Info,
-            "stateset" => MetricType::StateSet,
-            "unknown" | "untyped" => MetricType::Unknown,
-            other => return Err(ParseMetricTypeError(other.to_owned())),
-        })
-    }
-}
 
 /// The value type a metric is exported with. Prometheus does not know it; only static metadata
 /// from the config sets it.
@@ -231,7 +158,12 @@ pub fn strip_suffix(name: &str) -> Option<(&str, &'static str)> {
     })
 }
 
-/// The metric metadata cache. See the module documentation for the lookup order.
+/// The metric metadata cache, keyed by (job, metric name): one job's metadata never decides a
+/// metric's type for another. [`MetadataCache::get`] gives the lookup order.
+///
+/// Thread-safe: lookups may come from several tasks; each job has its own async lock, held
+/// across that job's HTTP fetch, so two lookups never fetch the same job's batch twice and jobs
+/// never wait on each other.
 #[derive(Debug)]
 pub struct MetadataCache {
     /// Where metadata that is neither static nor built in comes from.

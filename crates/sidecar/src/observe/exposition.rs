@@ -13,7 +13,9 @@ use std::time::SystemTime;
 use super::RuntimeInfo;
 use super::process::ProcessStats;
 use crate::retrieval::aggregator::AggregateValue;
-use crate::stats::{DropReason, HistogramDrop, SEND_DURATION_BUCKETS, Stats, unix_millis};
+use crate::stats::{
+    DropReason, HistogramDrop, SEND_DURATION_BUCKETS, SampleSkip, Stats, unix_millis,
+};
 
 /// The `Content-Type` of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -99,22 +101,28 @@ fn escape_label_value(s: &str) -> String {
 /// the counter behind each.
 pub fn read_drops(stats: &Stats) -> [(&'static str, u64); 7] {
     [
-        ("stale_or_nan", stats.samples_nan.load(Relaxed)),
-        ("filtered", stats.samples_filtered.load(Relaxed)),
+        ("stale_or_nan", stats.reader.skipped_count(SampleSkip::Nan)),
+        ("filtered", stats.reader.skipped_count(SampleSkip::Filtered)),
         (
             "already_delivered",
-            stats.samples_already_delivered.load(Relaxed),
+            stats.reader.skipped_count(SampleSkip::AlreadyDelivered),
         ),
         (
             "unknown_series_ref",
-            stats.samples_unknown_ref.load(Relaxed),
+            stats.reader.skipped_count(SampleSkip::UnknownRef),
         ),
         (
             "series_not_resolved",
-            stats.samples_unresolved_series.load(Relaxed),
+            stats.reader.skipped_count(SampleSkip::UnresolvedSeries),
         ),
-        ("out_of_order", stats.samples_out_of_order.load(Relaxed)),
-        ("counter_baseline", stats.samples_baseline.load(Relaxed)),
+        (
+            "out_of_order",
+            stats.reader.skipped_count(SampleSkip::OutOfOrder),
+        ),
+        (
+            "counter_baseline",
+            stats.reader.skipped_count(SampleSkip::Baseline),
+        ),
     ]
 }
 
@@ -136,21 +144,21 @@ pub fn render(
         Kind::Counter,
         "Samples found in WAL sample records.",
         &[],
-        c(&stats.samples_processed),
+        c(&stats.reader.samples_processed),
     );
     w.single(
         "prometheus_sidecar_batches_processed",
         Kind::Counter,
         "WAL sample records processed.",
         &[],
-        c(&stats.batches_processed),
+        c(&stats.reader.batches_processed),
     );
     w.single(
         "prometheus_sidecar_samples_produced",
         Kind::Counter,
         "Points produced from WAL samples and queued for sending.",
         &[],
-        c(&stats.samples_produced),
+        c(&stats.export.samples_produced),
     );
     w.family(
         "prometheus_sidecar_dropped_series",
@@ -161,7 +169,7 @@ pub fn render(
         w.sample(
             "prometheus_sidecar_dropped_series",
             &[("reason", reason.as_str())],
-            stats.series_dropped_count(reason) as f64,
+            stats.reader.series_dropped_count(reason) as f64,
         );
     }
     w.family(
@@ -169,7 +177,7 @@ pub fn render(
         Kind::Counter,
         "Series not exported, by reason and metric name (at most 10000 names; more count as _other_).",
     );
-    for (reason, metric, n) in stats.series_dropped_by_metric() {
+    for (reason, metric, n) in stats.reader.series_dropped_by_metric() {
         w.sample(
             "prometheus_sidecar_dropped_series_by_metric",
             &[("reason", reason.as_str()), ("metric", &metric)],
@@ -189,7 +197,7 @@ pub fn render(
         Kind::Counter,
         "Points sent to the Monitoring API, by the gRPC status code they got (0 = accepted).",
     );
-    for (code, n) in stats.point_status_counts().iter().enumerate() {
+    for (code, n) in stats.export.point_status_counts().iter().enumerate() {
         if *n > 0 {
             w.sample(
                 "agent_googleapis_com_agent_monitoring_point_count",
@@ -206,14 +214,14 @@ pub fn render(
         Kind::Counter,
         "Points accepted by the Monitoring API.",
         queue,
-        c(&stats.points_sent),
+        c(&stats.export.points_sent),
     );
     w.single(
         "prometheus_remote_storage_failed_samples_total",
         Kind::Counter,
         "Points dropped because the API refused them or retries ran out.",
         queue,
-        c(&stats.points_failed),
+        c(&stats.export.points_failed),
     );
     let hist = "prometheus_remote_storage_sent_batch_duration_seconds";
     w.family(
@@ -221,7 +229,7 @@ pub fn render(
         Kind::Histogram,
         "Duration of each CreateTimeSeries attempt, in seconds.",
     );
-    let cumulative = stats.send_duration_cumulative();
+    let cumulative = stats.export.send_duration_cumulative();
     for (le, count) in SEND_DURATION_BUCKETS.iter().zip(cumulative) {
         let le = le.to_string();
         w.sample(
@@ -239,7 +247,7 @@ pub fn render(
     w.sample(
         &format!("{hist}_sum"),
         queue,
-        stats.send_micros.load(Relaxed) as f64 / 1e6,
+        stats.export.send_micros.load(Relaxed) as f64 / 1e6,
     );
     w.sample(&format!("{hist}_count"), queue, total as f64);
     w.single(
@@ -247,31 +255,28 @@ pub fn render(
         Kind::Gauge,
         "Points queued and not yet taken by a shard.",
         queue,
-        c(&stats.queue_length),
+        c(&stats.export.queue_length),
     );
     w.single(
         "prometheus_remote_storage_queue_capacity",
         Kind::Gauge,
         "Points each shard's queue holds before reading the WAL pauses.",
         queue,
-        crate::export::shard::queue_points(
-            info.capacity_per_shard,
-            stats.shards.load(Relaxed) as usize,
-        ) as f64,
+        info.queue_points(stats.export.shards.load(Relaxed) as usize) as f64,
     );
     w.single(
         "prometheus_remote_storage_shards",
         Kind::Gauge,
         "Shards sending in parallel.",
         queue,
-        c(&stats.shards),
+        c(&stats.export.shards),
     );
     w.single(
         "prometheus_sidecar_reader_blocked_seconds_total",
         Kind::Counter,
         "Time the WAL reader waited for room in full shard queues.",
         &[],
-        c(&stats.reader_blocked_micros) / 1e6,
+        c(&stats.export.reader_blocked_micros) / 1e6,
     );
     w.single(
         "prometheus_build_info",
@@ -292,23 +297,23 @@ pub fn render(
         Kind::Gauge,
         "Bytes of WAL segments written by Prometheus and not read yet.",
         &[],
-        c(&stats.wal_lag_bytes),
+        c(&stats.lag.wal_lag_bytes),
     );
     w.single(
         "prometheus_sidecar_wal_lag_seconds",
         Kind::Gauge,
         "How far behind the reader is: age of the newest sample read while unread WAL remains, else 0.",
         &[],
-        stats.wal_lag_ms.load(Relaxed) as f64 / 1e3,
+        stats.lag.wal_lag_ms.load(Relaxed) as f64 / 1e3,
     );
     w.single(
         "prometheus_sidecar_wal_size_bytes",
         Kind::Gauge,
         "Total bytes of the WAL segments on disk.",
         &[],
-        c(&stats.wal_size_bytes),
+        c(&stats.lag.wal_size_bytes),
     );
-    let position = stats.wal_position();
+    let position = stats.reader.wal_position();
     w.single(
         "prometheus_sidecar_wal_segment",
         Kind::Gauge,
@@ -328,7 +333,7 @@ pub fn render(
         Kind::Counter,
         "WAL records skipped because they could not be decoded.",
         &[],
-        c(&stats.records_undecodable),
+        c(&stats.reader.records_undecodable),
     );
     let follow = stats.wal_follow.snapshot();
     w.single(
@@ -385,7 +390,7 @@ pub fn render(
         w.sample(
             "prometheus_sidecar_histogram_points_dropped_total",
             &[("reason", reason.as_str())],
-            stats.histograms_dropped_count(reason) as f64,
+            stats.reader.histograms_dropped_count(reason) as f64,
         );
     }
     w.family(
@@ -400,7 +405,7 @@ pub fn render(
         w.sample(
             "prometheus_sidecar_export_points_dropped_total",
             &[("reason", reason.as_str())],
-            stats.export_drops.count(reason) as f64,
+            stats.export.export_drops.count(reason) as f64,
         );
     }
     w.single(
@@ -408,7 +413,7 @@ pub fn render(
         Kind::Counter,
         "CreateTimeSeries requests sent again after a transient failure.",
         &[],
-        c(&stats.retries),
+        c(&stats.export.retries),
     );
     w.single(
         "prometheus_sidecar_last_successful_send_timestamp_seconds",
@@ -416,6 +421,7 @@ pub fn render(
         "When the Monitoring API last accepted points (Unix time; 0: never).",
         &[],
         stats
+            .export
             .last_success()
             .map_or(0.0, |t| unix_millis(t) as f64 / 1e3),
     );
@@ -506,14 +512,16 @@ mod tests {
     #[test]
     fn original_names_come_out_exactly() {
         let stats = Stats::default();
-        stats.set_shards(4);
-        stats.samples_processed.fetch_add(7, Relaxed);
-        stats.batches_processed.fetch_add(2, Relaxed);
-        stats.queued();
-        stats.points_sent(1);
-        stats.point_status(0, 1);
-        stats.point_status(3, 2);
-        stats.series_dropped_metric(DropReason::TargetNotFound, "node_load1");
+        stats.export.set_shards(4);
+        stats.reader.samples_processed.fetch_add(7, Relaxed);
+        stats.reader.batches_processed.fetch_add(2, Relaxed);
+        stats.export.queued();
+        stats.export.points_sent(1);
+        stats.export.point_status(0, 1);
+        stats.export.point_status(3, 2);
+        stats
+            .reader
+            .series_dropped_metric(DropReason::TargetNotFound, "node_load1");
         let aggregates = [AggregateValue {
             name: "all requests".into(),
             prometheus_name: "all_requests".into(),
@@ -588,9 +596,9 @@ mod tests {
     #[test]
     fn send_durations_form_a_cumulative_histogram() {
         let stats = Stats::default();
-        stats.observe_send(Duration::from_millis(3), 1);
-        stats.observe_send(Duration::from_millis(30), 1);
-        stats.observe_send(Duration::from_secs(30), 1);
+        stats.export.observe_send(Duration::from_millis(3), 1);
+        stats.export.observe_send(Duration::from_millis(30), 1);
+        stats.export.observe_send(Duration::from_secs(30), 1);
         let text = render(&stats, &info(), None, &[], SystemTime::UNIX_EPOCH);
         let b = |le: &str| {
             value(

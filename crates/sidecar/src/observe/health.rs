@@ -1,13 +1,6 @@
-//! What `/-/healthy` and `/-/ready` answer, and why.
+//! What `/-/healthy` ([`HealthMonitor::healthy`]) and `/-/ready` ([`ready`]) answer, and why.
 //!
-//! Healthy means alive and making progress: the WAL reader moves while there is unread WAL, and
-//! the Monitoring API accepts points while there are points to send. Both are judged from
-//! snapshots taken every few seconds ([`HealthMonitor::observe`]), so a check is a cheap read and
-//! the rules can be tested with made-up clocks. Ready means the pipeline is up end to end: the
-//! WAL is open, Prometheus answered `/-/ready`, and the API accepted a first batch.
-//!
-//! Waiting for Prometheus is not unhealthy: restarting the sidecar would not make Prometheus
-//! come up sooner. This module only judges; it must never act on its verdicts.
+//! Owns the rules. Must never act on its verdicts: this module only judges.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -66,12 +59,12 @@ impl Snapshot {
     pub fn of(stats: &Stats) -> Snapshot {
         use std::sync::atomic::Ordering::Relaxed;
         Snapshot {
-            reading: stats.prometheus_ready(),
-            position: stats.wal_position(),
-            lag_bytes: stats.wal_lag_bytes.load(Relaxed),
-            points_sent: stats.points_sent.load(Relaxed),
-            requests: stats.requests.load(Relaxed),
-            queue_length: stats.queue_length.load(Relaxed),
+            reading: stats.milestones.prometheus_ready(),
+            position: stats.reader.wal_position(),
+            lag_bytes: stats.lag.wal_lag_bytes.load(Relaxed),
+            points_sent: stats.export.points_sent.load(Relaxed),
+            requests: stats.export.requests.load(Relaxed),
+            queue_length: stats.export.queue_length.load(Relaxed),
         }
     }
 }
@@ -85,7 +78,9 @@ struct Observed {
     send_progress_at: Instant,
 }
 
-/// Remembers when the reader and the sender last made progress.
+/// Remembers when the reader and the sender last made progress, from snapshots taken every few
+/// seconds ([`HealthMonitor::observe`]), so a check is a cheap read and the rules can be tested
+/// with made-up clocks.
 #[derive(Debug)]
 pub struct HealthMonitor {
     stall_after: Duration,
@@ -124,7 +119,10 @@ impl HealthMonitor {
         o.last = s;
     }
 
-    /// The liveness verdict at `now`.
+    /// The liveness verdict at `now`. Healthy means alive and making progress: the WAL reader
+    /// moves while there is unread WAL, and the Monitoring API accepts points while there are
+    /// points to send. Waiting for Prometheus is not unhealthy: restarting the sidecar would not
+    /// make Prometheus come up sooner.
     pub fn healthy(&self, now: Instant) -> Verdict {
         let Ok(guard) = self.observed.lock() else {
             return Verdict::failing("health state unavailable (a thread panicked)");
@@ -161,13 +159,14 @@ impl HealthMonitor {
     }
 }
 
-/// The readiness verdict: WAL open, Prometheus ready, a first batch accepted.
+/// The readiness verdict: the pipeline is up end to end, i.e. the WAL is open, Prometheus
+/// answered `/-/ready`, and the API accepted a first batch.
 pub fn ready(stats: &Stats) -> Verdict {
-    if !stats.wal_open() {
+    if !stats.milestones.wal_open() {
         Verdict::failing("not ready: the WAL directory is not open yet")
-    } else if !stats.prometheus_ready() {
+    } else if !stats.milestones.prometheus_ready() {
         Verdict::failing("not ready: waiting for Prometheus to answer /-/ready")
-    } else if stats.last_success().is_none() {
+    } else if stats.export.last_success().is_none() {
         Verdict::failing("not ready: the Monitoring API has not accepted a batch yet")
     } else {
         Verdict::ok("ready")
@@ -286,14 +285,14 @@ mod tests {
     fn ready_needs_the_wal_prometheus_and_a_first_accepted_batch() {
         let stats = Stats::default();
         assert!(ready(&stats).reason.contains("WAL"));
-        stats.mark_wal_open();
+        stats.milestones.mark_wal_open();
         assert!(ready(&stats).reason.contains("Prometheus"));
-        stats.mark_prometheus_ready();
+        stats.milestones.mark_prometheus_ready();
         let v = ready(&stats);
         assert!(!v.ok && v.reason.contains("accepted"), "{v:?}");
-        stats.points_sent(0);
+        stats.export.points_sent(0);
         assert!(!ready(&stats).ok, "an empty success is no batch");
-        stats.points_sent(3);
+        stats.export.points_sent(3);
         assert_eq!(ready(&stats), Verdict::ok("ready"));
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio_util::sync::CancellationToken;
+use crate::shutdown::Shutdown;
 
 use super::health::{HealthMonitor, Snapshot};
 use crate::stats::{Stats, unix_millis};
@@ -101,7 +101,7 @@ pub async fn run(
     stats: Arc<Stats>,
     health: Arc<HealthMonitor>,
     wal_dir: PathBuf,
-    cancel: CancellationToken,
+    shutdown: Shutdown,
 ) {
     let mut tick = tokio::time::interval(MEASURE_INTERVAL);
     let mut catch_up = CatchUp::default();
@@ -109,9 +109,9 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = cancel.cancelled() => return,
+            _ = shutdown.triggered() => return,
         }
-        let position = stats.wal_position();
+        let position = stats.reader.wal_position();
         let dir = wal_dir.clone();
         let sizes = tokio::task::spawn_blocking(move || {
             Ok::<_, prometheus_wal::WalError>((
@@ -123,8 +123,8 @@ pub async fn run(
         match sizes {
             Ok(Ok((lag_bytes, size))) => {
                 warned = false;
-                stats.wal_lag_bytes.store(lag_bytes, Relaxed);
-                stats.wal_size_bytes.store(size, Relaxed);
+                stats.lag.wal_lag_bytes.store(lag_bytes, Relaxed);
+                stats.lag.wal_size_bytes.store(size, Relaxed);
             }
             Ok(Err(err)) if !warned => {
                 warned = true;
@@ -136,12 +136,16 @@ pub async fn run(
             }
             _ => {}
         }
-        let lag_bytes = stats.wal_lag_bytes.load(Relaxed);
-        let seconds = lag_seconds(lag_bytes, stats.newest_sample_ms(), SystemTime::now());
-        stats.wal_lag_ms.store((seconds * 1e3) as u64, Relaxed);
+        let lag_bytes = stats.lag.wal_lag_bytes.load(Relaxed);
+        let seconds = lag_seconds(
+            lag_bytes,
+            stats.reader.newest_sample_ms(),
+            SystemTime::now(),
+        );
+        stats.lag.wal_lag_ms.store((seconds * 1e3) as u64, Relaxed);
         let now = Instant::now();
         health.observe(now, Snapshot::of(&stats));
-        if !stats.prometheus_ready() {
+        if !stats.milestones.prometheus_ready() {
             continue;
         }
         let lag = Lag {

@@ -3,12 +3,12 @@
 //!
 //! Everything here reads what the pipeline recorded in [`crate::stats::Stats`] (plus `/proc` and
 //! the WAL directory's file sizes); it must never slow the pipeline down or change what it
-//! does. The HTTP side is in `crate::web`.
+//! does. The HTTP server serving it is the `web` module's.
 
-pub mod exposition;
+pub(crate) mod exposition;
 pub mod health;
 pub mod lag;
-pub mod process;
+pub(crate) mod process;
 pub mod recent;
 
 use std::time::SystemTime;
@@ -38,7 +38,7 @@ impl RuntimeInfo {
     /// Build facts, with the export shape left empty for the caller to fill in.
     pub fn new(started: SystemTime) -> RuntimeInfo {
         RuntimeInfo {
-            version: crate::config::flags::VERSION,
+            version: crate::VERSION,
             revision: option_env!("SIDECAR_REVISION").unwrap_or("unknown"),
             branch: option_env!("SIDECAR_BRANCH").unwrap_or("unknown"),
             toolchain: "rust",
@@ -47,5 +47,10 @@ impl RuntimeInfo {
             capacity_per_shard: 0,
             started,
         }
+    }
+
+    /// Points each shard's queue holds when `shards` shards run.
+    pub fn queue_points(&self, shards: usize) -> usize {
+        crate::export::queue::queue_points(self.capacity_per_shard, shards)
     }
 }

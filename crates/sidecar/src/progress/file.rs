@@ -1,14 +1,8 @@
 //! The progress files in the WAL directory: what has been delivered, saved so a restart resumes
-//! exactly there.
+//! exactly there ([`STATE_FILE`]), and also in the original sidecar's format ([`LEGACY_FILE`]).
 //!
-//! `stackdriver_sidecar.state` (ours, binary, checksummed) holds the WAL position below which
-//! every point was acknowledged by the backend or deliberately dropped, for every series the
-//! end time of its last delivered point and, for cumulative series, the baseline its values are
-//! measured from, and for every histogram (an output series made of several WAL series) the end
-//! time of its last delivered point and the whole state its distributions are measured from. `stackdriver_sidecar.json` (`{"offset": N}`) is also written in the original
-//! sidecar's format, so an operator can switch back and forth; when only that file exists (a
-//! switch from the original) it is read as an approximate start. Files are replaced atomically
-//! (temporary file, fsync, rename, directory fsync). This module must never decide what to save.
+//! Owns both formats and replacing the files atomically (temporary file, fsync, rename,
+//! directory fsync). Must never decide what to save.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -16,16 +10,24 @@ use std::path::{Path, PathBuf};
 
 use prometheus_wal::WalPosition;
 
-/// Our progress file.
+/// Our progress file (binary, checksummed): the WAL position below which every point was
+/// acknowledged by the backend or deliberately dropped, for every series the end time of its last
+/// delivered point and, for cumulative series, the baseline its values are measured from, and for
+/// every histogram (an output series made of several WAL series) the end time of its last
+/// delivered point and the whole state its distributions are measured from.
 pub const STATE_FILE: &str = "stackdriver_sidecar.state";
-/// The original sidecar's progress file.
+/// The original sidecar's progress file (`{"offset": N}`), also written so an operator can switch
+/// back and forth; when it is the only one (a switch from the original) it is read as an
+/// approximate start.
 pub const LEGACY_FILE: &str = "stackdriver_sidecar.json";
 /// Segment size the original's offsets assume (its constant, whatever the real size).
 const LEGACY_SEGMENT_SIZE: u64 = 128 * 1024 * 1024;
 /// Safety margin the original subtracts when saving.
 const LEGACY_MARGIN: u64 = 512 * 1024;
 
-/// Version 2 adds the histogram section; version 1 files (series only) are still read.
+/// Current format, little-endian: this magic, the WAL position (segment, offset), the series
+/// count and one `ENTRY_LEN` entry per series, the histogram count and each histogram's state,
+/// then a CRC-32C of all that. Files of the series-only format (`MAGIC_V1`) are still read.
 const MAGIC: &[u8; 8] = b"SDSCPRG2";
 const MAGIC_V1: &[u8; 8] = b"SDSCPRG1";
 const ENTRY_LEN: usize = 8 + 8 + 8 + 1 + 8 + 8 + 8;

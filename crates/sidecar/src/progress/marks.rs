@@ -1,18 +1,10 @@
-//! Delivery marks: per lane (see [`crate::export::lanes`]), the WAL position of the last point
-//! the backend acknowledged, written after every completed request.
+//! Delivery marks: per lane (see `model::lanes`), the WAL position of the last point
+//! the backend acknowledged, written to `stackdriver_sidecar.marks` after every completed
+//! request, so that a restart skips exactly the points that were acknowledged, not just those
+//! covered by the last periodic save.
 //!
-//! A shard sends the points of its lanes in WAL order, so what it has delivered of each of its
-//! lanes is everything up to its last acknowledged point. A shard's lanes are contiguous, so one
-//! mark covers them all: after each request the shard writes one fixed-size slot at its first
-//! lane in `stackdriver_sidecar.marks`, with the mark, the end of its lane range and a sequence
-//! number. A lane's mark is the one of the newest readable slot covering it, so slots left by an
-//! earlier shard count (before a reshard) are outranked as soon as the new owner writes. Each
-//! lane has two slots, written in turn, so a write cut short leaves the previous mark readable.
-//! The file is mapped into memory: a write is a store into the kernel's page cache, with no
-//! system call, and survives a `kill -9` of the sidecar (a power loss can lose the last marks;
-//! they are flushed to disk with every periodic save). With them, a restart skips exactly the
-//! points that were acknowledged, not just those covered by the last periodic save. This module
-//! never decides what was delivered; it stores what it is told.
+//! Owns that file's layout, writing and reading. Must never decide what was delivered; it
+//! stores what it is told.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -23,15 +15,13 @@ use std::sync::{Mutex, PoisonError};
 use memmap2::MmapMut;
 use prometheus_wal::WalPosition;
 
-use crate::export::lanes::LANES;
+use crate::model::lanes::LANES;
 
 /// The marks file in the WAL directory.
 pub const MARKS_FILE: &str = "stackdriver_sidecar.marks";
 
-// Version 4: two slots per lane, each covering a range of lanes from its own. Files of earlier
-// versions (version 3 had one such slot per lane; version 2 rewrote every lane's slot after each
-// request; version 1 had one slot per shard of a fixed shard count) are not read: the progress
-// file still gives the resume point.
+// Format version 4: two slots per lane, each covering a range of lanes from its own. Files of
+// other versions are not read: the progress file still gives the resume point.
 const MAGIC: &[u8; 8] = b"SDSCMRK4";
 const SLOTS_PER_LANE: usize = 2;
 const HEADER_LEN: u64 = 16;
@@ -55,7 +45,9 @@ pub struct LoadedMarks {
     pub marks: Vec<Option<Mark>>,
 }
 
-/// Reads the marks left by a previous run; `None` when there is no usable file.
+/// Reads the marks left by a previous run; `None` when there is no usable file. A lane's mark is
+/// the one of the newest readable slot covering it, so slots left under an earlier shard count
+/// are outranked as soon as the lane's new owner writes.
 pub fn load(dir: &Path) -> Option<LoadedMarks> {
     let bytes = std::fs::read(dir.join(MARKS_FILE)).ok()?;
     if bytes.len() < HEADER_LEN as usize || &bytes[..8] != MAGIC {
@@ -125,6 +117,11 @@ fn decode_slot(slot: &[u8]) -> Option<Slot> {
 }
 
 /// The marks file of the running process.
+///
+/// Each lane has two slots, written in turn, so a write cut short leaves the previous mark
+/// readable. The file is mapped into memory: a write is a store into the kernel's page cache,
+/// with no system call, and survives a `kill -9` of the sidecar (a power loss can lose the last
+/// marks; [`DeliveryMarks::sync`] flushes them with every periodic save).
 #[derive(Debug)]
 pub struct DeliveryMarks {
     /// Synced without the lock: `fdatasync` also writes back what was stored through the map.
@@ -200,8 +197,10 @@ impl DeliveryMarks {
         })
     }
 
-    /// Records `mark` as the last delivered point of every lane in `lanes` (the lanes of the
-    /// shard that delivered it, which sends them all in WAL order), by writing one slot.
+    /// Records `mark` as the last delivered point of every lane in `lanes` (the contiguous lanes
+    /// of the shard that delivered it, which sends them all in WAL order, so what it delivered of
+    /// each is everything up to this point), by writing one fixed-size slot at the first lane:
+    /// the mark, the end of the lane range and a sequence number.
     pub fn mark(&self, lanes: std::ops::Range<usize>, mark: Mark) -> io::Result<()> {
         let lanes = lanes.start.min(LANES)..lanes.end.min(LANES);
         if lanes.is_empty() {

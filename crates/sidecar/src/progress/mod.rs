@@ -7,16 +7,16 @@
 
 pub mod file;
 pub mod marks;
-pub mod slab;
-pub mod tracker;
+pub(crate) mod slab;
+pub(crate) mod tracker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use ahash::AHashMap;
 use prometheus_wal::WalPosition;
-use tokio_util::sync::CancellationToken;
 
 pub use file::{
     LoadedProgress, SavedBaseline, SavedHistogram, SavedHistogramState, SavedProgress, SavedSeries,
@@ -140,13 +140,13 @@ pub async fn run_keeper(
     dir: PathBuf,
     tracker: Arc<DeliveryTracker>,
     interval: Duration,
-    cancel: CancellationToken,
+    shutdown: Shutdown,
 ) {
     let mut wait = interval;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = cancel.cancelled() => return,
+            _ = shutdown.triggered() => return,
         }
         let (to, from) = (dir.clone(), tracker.clone());
         let started = std::time::Instant::now();

@@ -1,13 +1,7 @@
 //! Delivery states of WAL series, one 64-byte slot each in a slab, named by a dense [`AckId`].
 //!
-//! Queued points carry the id rather than a reference-counted pointer, so queuing a point and
-//! completing it touch no reference count: the reader never touches the slot at all, and the
-//! shard that records the delivery can prefetch it by id. A slot is written under its own tiny
-//! lock (the shard sending the series, the reader when it skips or keeps a sample as a baseline,
-//! the progress keeper reading a snapshot), and a released slot is reused only once no queued
-//! point can still name it: the caller releases it with the number of the first WAL record that
-//! cannot have queued a point for it, and it is handed out again only after every record before
-//! that one is delivered. This module never decides what was delivered and never does I/O.
+//! Owns the slots, their locking, and when a released id is handed out again: only once no
+//! queued point can still name it. Must never decide what was delivered, and never does I/O.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -21,7 +15,10 @@ const FIRST: u64 = 1 << FIRST_BITS;
 /// Enough segments for every `u32` id.
 const SEGMENTS: usize = 23;
 
-/// The name of one series' delivery state in the slab.
+/// The name of one series' delivery state in the slab. Queued points carry it rather than a
+/// reference-counted pointer, so queuing a point and completing it touch no reference count:
+/// the reader never touches the slot at all, and the shard that records the delivery can
+/// prefetch it by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AckId(u32);
 
@@ -121,7 +118,9 @@ struct Alloc {
 }
 
 /// The slab. Slots never move; segments are allocated zeroed (untouched pages cost no memory)
-/// as the number of series grows.
+/// as the number of series grows. A slot is written under its own tiny lock (the shard sending
+/// the series, the reader when it skips or keeps a sample as a baseline, the progress keeper
+/// reading a snapshot).
 #[derive(Debug, Default)]
 pub struct AckSlab {
     segments: [OnceLock<Box<[AckSlot]>>; SEGMENTS],
@@ -245,8 +244,9 @@ impl AckSlab {
         }
     }
 
-    /// Ids handed out and not released (for tests and statistics).
-    pub fn in_use(&self) -> usize {
+    /// Ids handed out and not released.
+    #[cfg(test)]
+    pub(crate) fn in_use(&self) -> usize {
         let a = self.alloc.lock().unwrap_or_else(PoisonError::into_inner);
         a.next as usize - a.free.len() - a.released.len()
     }

@@ -1,15 +1,8 @@
 //! Delivery tracking: which WAL records are fully delivered, and each series' last delivered point.
 //!
-//! Tracking is kept per lane ([`crate::export::lanes`]), the fixed partition of series that
-//! does not change when the shard count does. The reader announces every record it has finished
-//! queuing, with, for each lane the record put points in, how many tracked points it has pushed
-//! to that lane so far. Shards count, per lane, the tracked points whose request has completed
-//! (accepted, or dropped for good) after recording each point's series state; a lane is sent by
-//! one shard at a time, in order. A record is delivered once every lane has completed at least
-//! as many points as had been pushed to it when the record (or any later one touching the lane)
-//! was announced; the watermark is the end of the last such record, and it only moves forward.
-//! Per-series state (last delivered end time, counter baseline) lets a restart skip exactly what
-//! was delivered. This module never does I/O (the marks file aside, which it is handed).
+//! Owns the rule that decides when a record is delivered, kept per lane
+//! ([`crate::model::lanes`]) so that it does not depend on the shard count, and the per-series
+//! states a restart resumes from. Must never do I/O (the marks file aside, which it is handed).
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -24,7 +17,7 @@ use super::file::{
 };
 use super::marks::{DeliveryMarks, Mark};
 use super::slab::{AckId, AckSlab};
-use crate::export::lanes::LANES;
+use crate::model::lanes::LANES;
 
 /// How many series ahead a save loads their delivery states.
 const SAVE_AHEAD: usize = 16;
@@ -92,6 +85,15 @@ struct Pending {
 }
 
 /// Shared between the reader, the shards and the progress keeper.
+///
+/// The reader announces every record it has finished queuing, with, for each lane the record
+/// put points in, how many tracked points it has pushed to that lane so far. Shards count, per
+/// lane, the tracked points whose request has completed (accepted, or dropped for good) after
+/// recording each point's series state; a lane is sent by one shard at a time, in order. A
+/// record is delivered once every lane has completed at least as many points as had been pushed
+/// to it when the record (or any later one touching the lane) was announced; the watermark is
+/// the end of the last such record, and it only moves forward. Per-series state (last delivered
+/// end time, counter baseline) lets a restart skip exactly what was delivered.
 #[derive(Debug)]
 pub struct DeliveryTracker {
     completed: Vec<AtomicU64>,
@@ -266,7 +268,8 @@ impl DeliveryTracker {
 
     /// Delivery states in use (registered series, and released ones whose points may still be
     /// in flight are not counted).
-    pub fn series_states(&self) -> usize {
+    #[cfg(test)]
+    fn series_states(&self) -> usize {
         self.acks.in_use()
     }
 

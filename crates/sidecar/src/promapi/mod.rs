@@ -2,18 +2,10 @@
 //! active scrape targets (`/api/v1/targets`) and per-target metric metadata
 //! (`/api/v1/targets/metadata`).
 //!
-//! Owns: turning the configured base URL into request URLs, sending requests with a timeout, and
-//! decoding Prometheus's JSON envelope (`status`, `data`, `errorType`, `error`) into typed
-//! answers. Every error names the URL it came from and what failed.
-//!
-//! Must never: cache answers, retry on its own (only [`PromApi::wait_ready`] polls, that is its
-//! job), or interpret answers beyond decoding. What a missing target or an empty metadata list
-//! means is decided by the targets and metadata caches.
-//!
-//! Prometheus answers 2.x and 3.x alike for everything used here (see the captured 2.42 answers
-//! in `tests/fixtures/promapi/`). During WAL replay every endpoint answers `503` with the
-//! plain-text body `Service Unavailable`, not JSON: that surfaces as
-//! [`PromApiError::UnexpectedResponse`].
+//! Owns request URLs, timeouts, and decoding Prometheus's JSON envelope (`status`, `data`,
+//! `errorType`, `error`) into typed answers; every error names its URL and what failed. Must
+//! never cache answers, retry on its own (only [`PromApi::wait_ready`] polls), or interpret
+//! answers beyond decoding: what a missing target or empty metadata means is for the caches.
 
 #[cfg(test)]
 pub(crate) mod fake_prometheus;
@@ -23,14 +15,16 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::shutdown::Shutdown;
 use prometheus_wal::{Label, Labels};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tokio_util::sync::CancellationToken;
 use url::Url;
 
-pub use crate::metadata::MetricType;
+mod metric_type;
+
+pub use metric_type::{MetricType, ParseMetricTypeError};
 
 /// Path of the readiness endpoint, relative to the base URL.
 const READY_PATH: &str = "-/ready";
@@ -53,6 +47,8 @@ const BODY_EXCERPT_CHARS: usize = 200;
 pub const ERROR_TYPE_NOT_FOUND: &str = "not_found";
 
 /// A client for one Prometheus server. Cheap to clone: clones share the connection pool.
+/// Prometheus 2.x and 3.x answer alike for everything used here (see the captured 2.42 answers
+/// in `tests/fixtures/promapi/`).
 #[derive(Debug, Clone)]
 pub struct PromApi {
     /// Shared HTTP client, carrying the per-request timeout.
@@ -156,13 +152,12 @@ impl PromApi {
     /// on any request after `request_timeout`.
     ///
     /// The base path is treated as a directory: `http://h:9090/prefix` and
-    /// `http://h:9090/prefix/` both lead to `http://h:9090/prefix/api/v1/targets`. Fixed quirk:
-    /// the original resolved API paths RFC-3986 style, so a base without trailing slash lost its
-    /// last path segment (`/prefix` → `/api/v1/targets`), while `/-/ready` kept it.
+    /// `http://h:9090/prefix/` both lead to `http://h:9090/prefix/api/v1/targets` (not
+    /// resolved RFC-3986 style, which would drop `prefix` when the slash is missing).
     pub fn new(base: Url, request_timeout: Duration) -> Self {
         // reqwest is built with rustls without a provider (the credentials crate asks for it):
         // building a client panics unless a process-wide provider is installed first.
-        crate::export::client::install_crypto_provider();
+        crate::install_crypto_provider();
         let mut builder = reqwest::Client::builder().timeout(request_timeout);
         // Like Go's ProxyFromEnvironment (which the original used): never send requests for a
         // loopback Prometheus through HTTP_PROXY.
@@ -196,9 +191,9 @@ impl PromApi {
     /// to 3 s. Failures are logged as warnings naming the URL, at most every 5 s. Returns
     /// `Err(PromApiError::Cancelled)` as soon as `cancel` fires.
     ///
-    /// Deliberately no fixed wait afterwards (the original slept 60 s): metadata that is not
-    /// there yet is re-checked by the metadata cache.
-    pub async fn wait_ready(&self, cancel: &CancellationToken) -> Result<(), PromApiError> {
+    /// Deliberately no fixed wait afterwards: metadata that is not there yet is re-checked by
+    /// the metadata cache.
+    pub async fn wait_ready(&self, shutdown: &Shutdown) -> Result<(), PromApiError> {
         let ready_url = self.endpoint(READY_PATH)?;
         let mut delay = FIRST_READY_POLL_DELAY;
         let mut failed_polls: u32 = 0;
@@ -206,7 +201,7 @@ impl PromApi {
         loop {
             let outcome = tokio::select! {
                 biased;
-                () = cancel.cancelled() => return Err(PromApiError::Cancelled),
+                () = shutdown.triggered() => return Err(PromApiError::Cancelled),
                 outcome = self.ready_status() => outcome,
             };
             let problem = match outcome {
@@ -230,7 +225,7 @@ impl PromApi {
             }
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => return Err(PromApiError::Cancelled),
+                () = shutdown.triggered() => return Err(PromApiError::Cancelled),
                 () = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(MAX_READY_POLL_DELAY);

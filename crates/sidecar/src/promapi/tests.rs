@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
+use crate::shutdown::Shutdown;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -108,7 +108,7 @@ async fn wait_ready_polls_fast_until_ready() {
         .await;
     let started = Instant::now();
     client(&server)
-        .wait_ready(&CancellationToken::new())
+        .wait_ready(&Shutdown::new())
         .await
         .expect("becomes ready");
     // 100 ms + 200 ms of back-off; the original's 3 s poll period (or a fixed sleep after
@@ -130,7 +130,7 @@ async fn wait_ready_returns_at_once_when_ready() {
         .await;
     let started = Instant::now();
     client(&server)
-        .wait_ready(&CancellationToken::new())
+        .wait_ready(&Shutdown::new())
         .await
         .expect("ready");
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -140,12 +140,12 @@ async fn wait_ready_returns_at_once_when_ready() {
 #[tokio::test]
 async fn wait_ready_keeps_polling_through_connection_refused_and_stops_on_cancel() {
     let api = client_with_base(&closed_port_url());
-    let cancel = CancellationToken::new();
+    let cancel = Shutdown::new();
     let canceller = {
         let cancel = cancel.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(400)).await;
-            cancel.cancel();
+            cancel.trigger();
         })
     };
     let started = Instant::now();
@@ -169,8 +169,8 @@ async fn wait_ready_cancelled_while_prometheus_replays_its_wal() {
         .respond_with(text(503, READY_503))
         .mount(&server)
         .await;
-    let cancel = CancellationToken::new();
-    cancel.cancel();
+    let cancel = Shutdown::new();
+    cancel.trigger();
     let outcome = client(&server).wait_ready(&cancel).await;
     assert!(
         matches!(outcome, Err(PromApiError::Cancelled)),

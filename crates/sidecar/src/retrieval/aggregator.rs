@@ -1,48 +1,24 @@
 //! Aggregated counters (`aggregated_counters` in the config file): the sum of the increases of
-//! every Prometheus counter series a set of selectors matches, as one counter.
+//! every Prometheus counter series a set of selectors matches, exported as one CUMULATIVE DOUBLE
+//! metric `custom.googleapis.com/opencensus/<name>`.
 //!
-//! Owns which series feed which aggregate (decided once per series from its labels), the
-//! per-series delta rules, the running totals, and the points that export them as the CUMULATIVE
-//! DOUBLE metric `custom.googleapis.com/opencensus/<name>`. The totals are shared atomics so
-//! `/metrics` can read them while the reader adds to them ([`CounterAggregator::values`]).
-//! Must never: queue points itself or look series up; the reader feeds samples and sends the
-//! points this module makes.
-//!
-//! Points are made in WAL time: one per aggregate whenever the newest sample read is at least
-//! [`EXPORT_INTERVAL_MS`] past the previous point (the original exported every 60 s of wall
-//! time). Their monitored resource is `global` with the project id, a resource type the API
-//! accepts for custom metrics, as the original's exporter fell back to when no resource was
-//! detected. Two sidecars writing one project must therefore give their aggregates different
-//! names.
-//!
-//! Fixed quirk: the original fed an aggregate only from series that also resolved for export
-//! (known target, resource and metadata, at most 10 labels) and, for histograms, only from the
-//! first series of each run; here every sample of every matching series counts.
+//! Owns which series feed which aggregate, the per-series delta rules, the running totals and
+//! the points that export them. Must never queue points itself or look series up: the reader
+//! feeds samples and sends the points this module makes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use prometheus_wal::Label;
 
-use super::filter::Selector;
-use crate::export::{Point, PointKind, PointValue, SeriesPrototype};
+pub use crate::config::file::AggregatedCounterConfig;
+use crate::model::{Point, PointKind, PointValue, SeriesPrototype};
 
 /// Prefix of the exported metric types (the original's OpenCensus exporter's).
 pub const METRIC_TYPE_PREFIX: &str = "custom.googleapis.com/opencensus/";
 
 /// WAL time between two points of an aggregate (the original's reporting period).
 pub const EXPORT_INTERVAL_MS: i64 = 60_000;
-
-/// One `aggregated_counters` entry of the config file.
-#[derive(Debug, Clone)]
-pub struct AggregatedCounterConfig {
-    /// Name of the aggregate (the metric type is `custom.googleapis.com/opencensus/<metric>`).
-    pub metric: String,
-    /// Description.
-    pub help: String,
-    /// Series selectors, OR-ed; a series matching any of them feeds the aggregate.
-    pub filters: Vec<Selector>,
-}
 
 /// The current value of one aggregate, for `/metrics`.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +42,8 @@ struct Aggregate {
     prototype: Arc<SeriesPrototype>,
 }
 
-/// All aggregates. Shared between the reader (which adds) and `/metrics` (which reads).
+/// All aggregates. Shared between the reader (which adds) and `/metrics` (which reads, see
+/// [`CounterAggregator::values`]): the totals are atomics.
 #[derive(Debug)]
 pub struct CounterAggregator {
     aggregates: Vec<Aggregate>,
@@ -82,7 +59,10 @@ pub struct Tracker {
 }
 
 impl CounterAggregator {
-    /// Aggregates for `configs`, exported for project `project_id`.
+    /// Aggregates for `configs`, exported for project `project_id` on the monitored resource
+    /// `global`, which the API accepts for custom metrics (the original's exporter fell back to
+    /// it when it detected no resource). Two sidecars writing one project must therefore give
+    /// their aggregates different names.
     pub fn new(configs: Vec<AggregatedCounterConfig>, project_id: &str) -> CounterAggregator {
         let aggregates = configs
             .into_iter()
@@ -107,6 +87,8 @@ impl CounterAggregator {
     }
 
     /// The tracker for a series with these sorted labels, if any aggregate's selectors match.
+    /// Decided once per series from its labels alone: every sample of a matching series counts,
+    /// whether or not the series is exported, and every part of a histogram alike.
     pub fn tracker_for(&self, labels: &[Label]) -> Option<Tracker> {
         let aggregates: Box<[u32]> = self
             .aggregates
@@ -129,7 +111,7 @@ impl CounterAggregator {
             return;
         }
         let delta = match tracker.last {
-            // Fixed quirk: the original took a last timestamp of 0 for "no sample yet".
+            // No sample yet (`None`, not a timestamp of 0): the first one is only a baseline.
             None => {
                 tracker.last = Some((t, v));
                 return;
@@ -181,7 +163,9 @@ impl CounterAggregator {
     }
 }
 
-/// When aggregate points are due, in WAL time. Owned by the reader.
+/// When aggregate points are due, in WAL time (not wall time): one per aggregate whenever the
+/// newest sample read is at least [`EXPORT_INTERVAL_MS`] past the previous points. Owned by the
+/// reader.
 #[derive(Debug, Default)]
 pub struct ExportSchedule {
     /// Start of every aggregate's interval: the first sample time seen.
@@ -222,6 +206,7 @@ pub fn prometheus_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filter::Selector;
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
         let mut v: Vec<Label> = pairs

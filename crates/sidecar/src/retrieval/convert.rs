@@ -9,8 +9,8 @@
 
 use super::histogram::{HistogramBaselines, HistogramRun, HistogramSkip};
 use super::resolve::{Conversion, ResolvedSeries};
-use crate::export::encode::LastInterval;
-use crate::export::{Point, PointKind, PointValue};
+use crate::model::LastInterval;
+use crate::model::{Point, PointKind, PointValue};
 use crate::stats::HistogramDrop;
 
 /// Baseline of a cumulative series.
@@ -192,7 +192,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::export::SeriesPrototype;
+    use crate::model::SeriesPrototype;
 
     fn series(kind: PointKind, conversion: Conversion, truncate: bool) -> ResolvedSeries {
         ResolvedSeries {

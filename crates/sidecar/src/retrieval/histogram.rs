@@ -1,26 +1,17 @@
-//! Classic Prometheus histograms to Cloud Monitoring distributions.
+//! Classic Prometheus histograms to Cloud Monitoring distributions: [`RunCollector`] gathers the
+//! samples a scrape writes next to each other for one histogram (`_bucket` per `le` bound,
+//! `_sum`, `_count`, one timestamp) into a [`HistogramRun`], and [`HistogramBaselines`] turns
+//! runs into cumulative distribution points.
 //!
-//! A histogram is several Prometheus series (`_bucket` per `le` bound, `_sum`, `_count`) that a
-//! scrape writes next to each other with one timestamp. [`RunCollector`] gathers such a run of
-//! adjacent samples (same output series, same timestamp) into a [`HistogramRun`];
-//! [`HistogramBaselines`] turns runs into cumulative distribution points: the first run of a
-//! histogram is its baseline, later runs are measured from it, a count or bucket going down is a
-//! reset, and a new bucket bound starts a new baseline. A run Cloud Monitoring would refuse is
-//! reported with its reason instead of becoming a point.
-//!
-//! Must never: look series up, queue points, or decide ordering between points (the converter's
+//! Must never look series up, queue points, or decide ordering between points (the converter's
 //! ordering guard does that for every kind alike).
-//!
-//! Fixed quirk: the original kept a baseline per part series, so a bucket that did not go down
-//! when the `_count` did kept its old baseline and the bucket counts stopped adding up; here the
-//! whole histogram resets together.
 
 use std::sync::Arc;
 
 use ahash::AHashMap;
 
 use super::resolve::HistogramPart;
-use crate::export::{Distribution, SeriesPrototype};
+use crate::model::{Distribution, SeriesPrototype};
 use crate::progress::{SavedHistogramState, SavedSnapshot};
 use crate::stats::HistogramDrop;
 
@@ -174,6 +165,11 @@ impl Snapshot {
 }
 
 /// Baselines of every histogram, by output series hash.
+///
+/// The first run of a histogram is its baseline and later runs are measured from it. A count or
+/// bucket going down resets the whole histogram together (so bucket counts keep adding up), and
+/// a new bucket bound starts a new baseline. A run Cloud Monitoring would refuse is reported
+/// with its reason instead of becoming a point.
 #[derive(Debug, Default)]
 pub struct HistogramBaselines {
     states: AHashMap<u64, HistogramState>,
@@ -236,8 +232,8 @@ impl HistogramBaselines {
             return Err(HistogramSkip::OutOfOrder);
         }
         state.last_t = run.t;
-        // The original skipped once when a bucket appeared (its series had no baseline yet);
-        // here the whole histogram starts over from this run, so later points add up.
+        // A new bucket bound: the whole histogram starts over from this run, so later points
+        // add up.
         if run
             .buckets
             .iter()
@@ -313,8 +309,8 @@ fn distribution(h: &Snapshot) -> Result<Distribution, HistogramSkip> {
         lower = upper;
         previous = cumulative;
     }
-    // Without a +Inf bucket, the overflow bucket holds what `_count` has beyond the last bound
-    // (the original sent one count fewer than the API's bucket layout, an unspecified case).
+    // Without a +Inf bucket, the overflow bucket holds what `_count` has beyond the last bound,
+    // so there is always one count more than bounds, as the API's bucket layout requires.
     if bucket_counts.len() == bounds.len() {
         let overflow = count - previous;
         if overflow < 0 {
@@ -338,7 +334,7 @@ fn distribution(h: &Snapshot) -> Result<Distribution, HistogramSkip> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::PointKind;
+    use crate::model::PointKind;
 
     const INF: f64 = f64::INFINITY;
 

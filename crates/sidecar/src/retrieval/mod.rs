@@ -6,15 +6,17 @@
 
 pub mod aggregator;
 pub mod convert;
-pub mod filter;
-pub mod gc;
+mod delivery;
+pub(crate) mod gc;
 pub mod histogram;
-pub mod reader;
+mod lookup;
+pub(crate) mod reader;
 pub mod resolve;
-pub mod resource;
+pub(crate) mod resource;
 pub mod series;
 mod sources;
 
-pub use reader::{Reader, ReaderExit, ReaderProgress};
+pub use delivery::ReaderProgress;
+pub use reader::{Reader, ReaderExit};
 pub use resolve::{Resolution, ResolvedSeries, Resolver, SeriesSources};
 pub use sources::PrometheusSources;

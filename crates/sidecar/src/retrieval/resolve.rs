@@ -7,20 +7,19 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-
-use ahash::AHashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_wal::Label;
 
 use super::resource::resolve_resource;
-use crate::export::{PointKind, SeriesPrototype};
 use crate::metadata::{MetricMetadata, MetricType, ValueType, strip_suffix};
+use crate::model::intern::Interner;
+use crate::model::{PointKind, SeriesPrototype};
 use crate::stats::DropReason;
 use crate::targets::{Target, drop_target_labels};
 
-/// The most metric labels a series may have (the original's limit). Fixed quirk: the original
-/// counted a histogram bucket's `le` label, which is never sent; here it is removed first.
+/// The most metric labels a series may have (the original's limit), not counting a histogram
+/// bucket's `le` label, which is never sent.
 pub const MAX_METRIC_LABELS: usize = 10;
 
 /// The label holding a histogram bucket's upper bound.
@@ -92,31 +91,7 @@ pub struct Resolver<S> {
     renames: HashMap<String, String>,
     /// Live prototypes by identity hash: series that map to one Cloud Monitoring series (the
     /// parts of a histogram, or a Prometheus series re-created under a new ref) share one.
-    prototypes: Mutex<Interned>,
-}
-
-/// The interning table, pruned of dead entries as it grows.
-#[derive(Default)]
-struct Interned {
-    by_hash: AHashMap<u64, Weak<SeriesPrototype>>,
-    prune_at: usize,
-}
-
-impl Interned {
-    fn intern(&mut self, prototype: SeriesPrototype) -> Arc<SeriesPrototype> {
-        if let Some(existing) = self.by_hash.get(&prototype.hash).and_then(Weak::upgrade)
-            && existing.pieces() == prototype.pieces()
-        {
-            return existing;
-        }
-        if self.by_hash.len() >= self.prune_at {
-            self.by_hash.retain(|_, w| w.strong_count() > 0);
-            self.prune_at = (self.by_hash.len() * 2).max(1024);
-        }
-        let shared = Arc::new(prototype);
-        self.by_hash.insert(shared.hash, Arc::downgrade(&shared));
-        shared
-    }
+    prototypes: Mutex<Interner<SeriesPrototype>>,
 }
 
 fn label<'a>(labels: &'a [Label], name: &str) -> &'a str {
@@ -134,7 +109,7 @@ impl<S: SeriesSources> Resolver<S> {
             metrics_prefix,
             use_gke_resource,
             renames: HashMap::new(),
-            prototypes: Mutex::new(Interned::default()),
+            prototypes: Mutex::new(Interner::default()),
         }
     }
 
@@ -216,7 +191,12 @@ impl<S: SeriesSources> Resolver<S> {
             .prototypes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .intern(prototype);
+            .intern(
+                prototype.hash,
+                prototype,
+                |existing, new| existing.pieces() == new.pieces(),
+                Arc::new,
+            );
         Ok(Resolution::Resolved(ResolvedSeries {
             prototype,
             conversion,
@@ -292,9 +272,9 @@ fn naming<'a>(metadata: &MetricMetadata, name: &'a str, suffix: &str) -> Option<
                 "_sum" => HistogramPart::Sum,
                 // The bound is read from the `le` label by the caller.
                 "_bucket" => HistogramPart::Bucket(f64::INFINITY),
-                // Fixed quirk: metadata found under the full name (no suffix stripped) gave the
-                // original an empty metric name, which the API refuses; such series are not
-                // converted. `_total` is not a histogram series.
+                // Histogram metadata found under the full name (no suffix stripped) would give
+                // an empty metric name, which the API refuses: such series are not converted.
+                // `_total` is not a histogram series.
                 _ => return None,
             };
             Some(Naming {

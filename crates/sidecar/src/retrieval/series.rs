@@ -14,8 +14,8 @@ use prometheus_wal::{Label, Labels};
 
 use super::aggregator::{CounterAggregator, Tracker};
 use super::convert::CounterState;
-use super::filter::SeriesFilter;
 use super::resolve::ResolvedSeries;
+use crate::filter::SeriesFilter;
 use crate::stats::DropReason;
 
 /// First wait before a series that failed to resolve is tried again.
@@ -110,7 +110,8 @@ impl CompactLabels {
     }
 
     /// Bytes held.
-    pub fn heap_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
         self.0.len()
     }
 }
@@ -249,7 +250,7 @@ impl SeriesCache {
         let state = if self.filter.matches(&labels) {
             SeriesState::New
         } else {
-            // The original did not store such series at all; the name is kept to count them.
+            // Only the name is kept, to count the series.
             labels.retain(|l| l.name == "__name__");
             SeriesState::Filtered { counted: false }
         };
@@ -386,8 +387,8 @@ mod tests {
 
     #[test]
     fn series_matching_an_aggregate_get_a_tracker_even_when_filtered() {
+        use crate::filter::Selector;
         use crate::retrieval::aggregator::AggregatedCounterConfig;
-        use crate::retrieval::filter::Selector;
         let mut cache = SeriesCache::default();
         cache.set_filter(SeriesFilter::from_flags(&["up".into()], &[]).unwrap());
         cache.set_aggregator(Arc::new(CounterAggregator::new(
@@ -454,12 +455,12 @@ mod tests {
         );
         cache.get_mut(1).unwrap().state = SeriesState::Resolved {
             series: crate::retrieval::resolve::ResolvedSeries {
-                prototype: Arc::new(crate::export::SeriesPrototype::new(
+                prototype: Arc::new(crate::model::SeriesPrototype::new(
                     "t/up".into(),
                     &[],
                     "generic_task",
                     &[],
-                    crate::export::PointKind::CumulativeDouble,
+                    crate::model::PointKind::CumulativeDouble,
                 )),
                 conversion: crate::retrieval::resolve::Conversion::Cumulative,
                 truncate: false,

@@ -1,28 +1,19 @@
 //! The targets cache: which Prometheus scrape target a series came from, found by the series'
 //! `job` and `instance` labels in an index of `/api/v1/targets`.
 //!
-//! Owns: the index (job, instance) → targets, its refreshes (on demand and in the background),
+//! Owns the index (job, instance) → targets, its refreshes (on demand and in the background),
 //! the rule that picks a target among those sharing a key, the negative entries for keys no
 //! target has, and adding the static labels (project, location, cluster…) to every target's
-//! discovered labels. Thread-safe: lookups read the index under an async read lock; one refresh
-//! runs at a time and concurrent lookups that need one share it.
-//!
-//! Must never: modify a target handed out (targets are shared `Arc`s, replaced as a whole by a
-//! refresh), or hold the index lock while talking to Prometheus.
-//!
-//! Fixed quirks of the original: a negative entry was never re-checked on lookup (only the
-//! 3-minute refresh could fill it), so the series of a target Prometheus had just started
-//! scraping could be dropped for minutes; here a lookup re-checks it when the last refresh is
-//! older than [`NEGATIVE_RECHECK_AFTER`]. And the original wrote negative entries under a read
-//! lock (a data race); here every write holds the write lock.
+//! discovered labels. Must never modify a target handed out (targets are shared `Arc`s, replaced
+//! as a whole by a refresh), or hold the index lock while talking to Prometheus.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::shutdown::Shutdown;
 use prometheus_wal::{Label, Labels};
 use tokio::sync::{Mutex, RwLock};
-use tokio_util::sync::CancellationToken;
 
 pub use crate::promapi::Target;
 use crate::promapi::{PromApi, PromApiError};
@@ -52,7 +43,9 @@ pub enum TargetsError {
     },
 }
 
-/// The targets cache. See the module documentation.
+/// The targets cache. Thread-safe: lookups read the index under an async read lock and every
+/// write (negative entries included) holds the write lock; one refresh runs at a time and
+/// concurrent lookups that need one share it.
 #[derive(Debug)]
 pub struct TargetsCache {
     /// Where targets come from.
@@ -151,8 +144,10 @@ impl TargetsCache {
     ///
     /// A key never seen refreshes the index first; if it is still unknown it is remembered as
     /// having no target. Such a negative key is re-checked on lookup once the last refresh is
-    /// older than the re-check interval. A failed refresh for an unknown key is an error; for a
-    /// negative key it is logged and the answer stays `None`.
+    /// older than the re-check interval ([`NEGATIVE_RECHECK_AFTER`] by default), so the series of
+    /// a target Prometheus has just started scraping wait seconds, not until the background
+    /// refresh. A failed refresh for an unknown key is an error; for a negative key it is logged
+    /// and the answer stays `None`.
     pub async fn get(&self, series_labels: &[Label]) -> Result<Option<Arc<Target>>, TargetsError> {
         let key = TargetKey::of(series_labels);
         let (known_negative, attempts_seen) = {
@@ -213,19 +208,19 @@ impl TargetsCache {
         self.refresh_holding_lock().await
     }
 
-    /// Refreshes every `interval` (the original: [`DEFAULT_REFRESH_INTERVAL`]) until `cancel`
+    /// Refreshes every `interval` (the original: [`DEFAULT_REFRESH_INTERVAL`]) until `shutdown`
     /// fires, logging failures. The first refresh is after one interval: the first lookup
     /// refreshes on its own.
-    pub async fn run_refresher(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
+    pub async fn run_refresher(self: Arc<Self>, interval: Duration, shutdown: Shutdown) {
         loop {
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => return,
+                () = shutdown.triggered() => return,
                 () = tokio::time::sleep(interval) => {}
             }
             let outcome = tokio::select! {
                 biased;
-                () = cancel.cancelled() => return,
+                () = shutdown.triggered() => return,
                 outcome = self.refresh() => outcome,
             };
             if let Err(error) = outcome {

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use crate::shutdown::Shutdown;
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer};
 
@@ -501,14 +501,14 @@ async fn refresher_refreshes_periodically_and_stops_on_cancel() {
     let server = MockServer::start().await;
     serve_targets(&server, TARGETS).await;
     let cache = Arc::new(cache(&server));
-    let cancel = CancellationToken::new();
+    let cancel = Shutdown::new();
     let refresher =
         tokio::spawn(Arc::clone(&cache).run_refresher(Duration::from_millis(150), cancel.clone()));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(refreshes(&server).await, 0, "no refresh at start");
     tokio::time::sleep(Duration::from_millis(450)).await;
     assert!(refreshes(&server).await >= 2);
-    cancel.cancel();
+    cancel.trigger();
     tokio::time::timeout(Duration::from_secs(1), refresher)
         .await
         .expect("stops promptly")

@@ -4,26 +4,26 @@
 //! `observe::health`. Binding happens at start-up so a taken port fails the start (exit 1).
 //! Handlers only read shared state: they must never block the pipeline or change what it does.
 
-pub mod statusz;
+pub(crate) mod statusz;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
+use crate::shutdown::Shutdown;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::export::ExportConfig;
+use crate::observe::RuntimeInfo;
 use crate::observe::exposition;
 use crate::observe::health::{self, HealthMonitor, Verdict};
 use crate::observe::process::ProcessStats;
 use crate::observe::recent::RecentErrors;
-use crate::observe::{RuntimeInfo, lag};
 use crate::retrieval::aggregator::CounterAggregator;
 use crate::stats::Stats;
 pub use statusz::StatusPage;
@@ -65,22 +65,24 @@ impl WebHandle {
 }
 
 /// Binds `--web.listen-address` (an error here is a start-up failure), then serves the routes
-/// and runs the lag monitor that feeds the health rules, both until `cancel` fires.
+/// until `cancel` fires. A server that fails later triggers `cancel` (the sidecar then exits
+/// non-zero).
 pub async fn start(
     config: &Config,
+    export: &ExportConfig,
     stats: Arc<Stats>,
+    health: Arc<HealthMonitor>,
     recent: RecentErrors,
-    cancel: CancellationToken,
+    shutdown: Shutdown,
 ) -> std::io::Result<WebHandle> {
     let listener = bind(&config.web_listen_address).await?;
     let address = listener.local_addr()?;
     let info = RuntimeInfo {
         queue: config.api.url.clone(),
         shard_limits: (config.shards.min, config.shards.max),
-        capacity_per_shard: ExportConfig::new(&config.project_id, 1).capacity_per_shard,
+        capacity_per_shard: export.capacity_per_shard,
         ..RuntimeInfo::new(SystemTime::now())
     };
-    let health = Arc::new(HealthMonitor::new(health::DEFAULT_STALL_AFTER));
     let state = WebState {
         stats: stats.clone(),
         info: Arc::new(info),
@@ -91,24 +93,18 @@ pub async fn start(
             .then(|| Arc::new(StatusPage::new(config, |name| std::env::var(name).ok()))),
         aggregates: Arc::new(OnceLock::new()),
     };
-    tokio::spawn(lag::run(
-        stats,
-        health,
-        config.wal_directory.clone(),
-        cancel.clone(),
-    ));
     let failure = Arc::new(Mutex::new(None));
     let handle = WebHandle {
         failure: failure.clone(),
         aggregates: state.aggregates.clone(),
     };
     tokio::spawn(async move {
-        if let Err(err) = serve(listener, state, cancel.clone()).await {
+        if let Err(err) = serve(listener, state, shutdown.clone()).await {
             tracing::error!(%address, error = %err, "the HTTP server for /metrics and /-/healthy stopped");
             if let Ok(mut f) = failure.lock() {
                 *f = Some(format!("HTTP server on {address}: {err}"));
             }
-            cancel.cancel();
+            shutdown.trigger();
         }
     });
     tracing::info!(%address, "serving /metrics, /statusz, /-/healthy and /-/ready");
@@ -142,10 +138,10 @@ pub fn router(state: WebState) -> Router {
 pub async fn serve(
     listener: TcpListener,
     state: WebState,
-    cancel: CancellationToken,
+    shutdown: Shutdown,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .with_graceful_shutdown(async move { shutdown.triggered().await })
         .await
 }
 

@@ -395,23 +395,24 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
         "Directory",
         &page.wal_directory.display().to_string(),
     );
-    let position = stats.wal_position();
+    let position = stats.reader.wal_position();
     row(&mut out, "Read position", &position.to_string());
     row(
         &mut out,
         "Size",
-        &format!("{} bytes", stats.wal_size_bytes.load(Relaxed)),
+        &format!("{} bytes", stats.lag.wal_size_bytes.load(Relaxed)),
     );
     row(
         &mut out,
         "Behind",
         &format!(
             "{} bytes, {:.0} s",
-            stats.wal_lag_bytes.load(Relaxed),
-            stats.wal_lag_ms.load(Relaxed) as f64 / 1e3
+            stats.lag.wal_lag_bytes.load(Relaxed),
+            stats.lag.wal_lag_ms.load(Relaxed) as f64 / 1e3
         ),
     );
     let newest = stats
+        .reader
         .newest_sample_ms()
         .and_then(|ms| u64::try_from(ms).ok())
         .map_or("none yet".to_string(), |ms| {
@@ -423,14 +424,14 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
         "Samples read",
         &format!(
             "{} in {} records",
-            stats.samples_processed.load(Relaxed),
-            stats.batches_processed.load(Relaxed)
+            stats.reader.samples_processed.load(Relaxed),
+            stats.reader.batches_processed.load(Relaxed)
         ),
     );
     row(
         &mut out,
         "Undecodable records skipped",
-        &stats.records_undecodable.load(Relaxed).to_string(),
+        &stats.reader.records_undecodable.load(Relaxed).to_string(),
     );
     let follow = stats.wal_follow.snapshot();
     row(
@@ -445,8 +446,8 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
 
     out.push_str("<h2>Sending</h2>\n<table id=\"sending\">\n");
     row(&mut out, "Monitoring API", &info.queue);
-    let shards = stats.shards.load(Relaxed);
-    let per_shard = crate::export::shard::queue_points(info.capacity_per_shard, shards as usize);
+    let shards = stats.export.shards.load(Relaxed);
+    let per_shard = info.queue_points(shards as usize);
     row(
         &mut out,
         "Shards",
@@ -460,21 +461,24 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
         "Queue length",
         &format!(
             "{} of {} ({} per shard)",
-            stats.queue_length.load(Relaxed),
+            stats.export.queue_length.load(Relaxed),
             shards as usize * per_shard,
             per_shard
         ),
     );
     for (label, v) in [
-        ("Points produced", &stats.samples_produced),
-        ("Points accepted", &stats.points_sent),
-        ("Points failed", &stats.points_failed),
-        ("Requests", &stats.requests),
-        ("Retries", &stats.retries),
+        ("Points produced", &stats.export.samples_produced),
+        ("Points accepted", &stats.export.points_sent),
+        ("Points failed", &stats.export.points_failed),
+        ("Requests", &stats.export.requests),
+        ("Retries", &stats.export.retries),
     ] {
         row(&mut out, label, &v.load(Relaxed).to_string());
     }
-    let last = stats.last_success().map_or("never".into(), |t| ago(now, t));
+    let last = stats
+        .export
+        .last_success()
+        .map_or("never".into(), |t| ago(now, t));
     row(&mut out, "Last accepted batch", &last);
     out.push_str("</table>\n");
 
@@ -482,9 +486,9 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
         "<h2>Dropped series</h2>\n<table id=\"dropped\">\n\
          <tr><th>reason</th><th>series</th><th>recent examples</th><th>top metrics</th></tr>\n",
     );
-    let by_metric = stats.series_dropped_by_metric();
+    let by_metric = stats.reader.series_dropped_by_metric();
     for reason in DropReason::ALL {
-        let examples = stats.dropped_examples(reason);
+        let examples = stats.reader.dropped_examples(reason);
         let list = bullet_list(examples.iter().map(|e| format!("<code>{}</code>", esc(e))));
         let mut top: Vec<(&str, u64)> = by_metric
             .iter()
@@ -501,7 +505,7 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
             out,
             "<tr><td>{}</td><td>{}</td><td>{list}</td><td>{top}</td></tr>",
             reason.as_str(),
-            stats.series_dropped_count(reason)
+            stats.reader.series_dropped_count(reason)
         );
     }
     out.push_str("</table>\n");
@@ -676,9 +680,11 @@ mod tests {
         let (state, page) = state(StatusPage::new(&c, |_| None));
         state
             .stats
+            .reader
             .series_dropped_metric(DropReason::MetadataNotFound, "my_metric");
         state
             .stats
+            .reader
             .remember_dropped_example(DropReason::MetadataNotFound, "my_metric{job=\"a\"}".into());
         let html = render(&page, &state, SystemTime::now());
         assert!(html.contains(

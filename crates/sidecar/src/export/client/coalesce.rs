@@ -1,19 +1,10 @@
-//! Write coalescing under the HTTP/2 connection to the Monitoring API.
+//! Write coalescing under the HTTP/2 connection to the Monitoring API: [`CoalescingIo`] sits
+//! between TLS (or the plain connection) and the TCP socket and turns the HTTP/2 library's
+//! frame-by-frame writes into fewer, larger ones.
 //!
-//! The HTTP/2 library writes each DATA frame (at most the peer's frame size, 16 KiB unless the
-//! server allows more) with its own `writev` and flushes after each one, so a 50 KB
-//! `CreateTimeSeries` request costs four system calls and four TCP segments, each of which the
-//! kernel pays for on both ends. [`CoalescingIo`] sits between TLS (or the plain connection)
-//! and the TCP socket: it gathers the frames written during one pass of the connection task and
-//! writes them with one call once [`WRITE_AT`] bytes are waiting or the pass is over. A pass is
-//! over when the connection reads again. A flush before that only schedules the connection task
-//! once more (HTTP/2 always reads until the socket has nothing before it sleeps); bytes it put off
-//! wait through the read that ends its pass and are written by the next pass's first flush or
-//! read, so a request's HEADERS (written in one pass) and its DATA (handed over by the body's
-//! task, which runs before the next pass) leave in one write. Bytes no flush put off are written
-//! before any read (the peer may be waiting for them to answer). Nothing written ever waits for
-//! later traffic, only for a pass already scheduled. Frames, their sizes and their order are
-//! untouched: this module only decides when bytes reach the socket, never what they are.
+//! Owns only when bytes reach the socket, never what they are: frames, their sizes and their
+//! order are untouched. Must never make written bytes wait for later traffic, only for a pass
+//! of the connection task already scheduled.
 
 use std::io;
 use std::pin::Pin;
@@ -33,6 +24,18 @@ const MAX_WAITING: usize = 4 * WRITE_AT;
 const MAX_PUT_OFF: u8 = 16;
 
 /// A byte stream whose writes are gathered and written in fewer, larger calls.
+///
+/// The HTTP/2 library writes each DATA frame (at most the peer's frame size, 16 KiB unless the
+/// server allows more) with its own `writev` and flushes after each one, so a 50 KB
+/// `CreateTimeSeries` request would cost four system calls and four TCP segments, each paid for
+/// on both ends. Here the frames written during one pass of the connection task leave in one
+/// call once [`WRITE_AT`] bytes are waiting or the pass is over; a pass is over when the
+/// connection reads again. A flush before that only schedules the connection task once more
+/// (HTTP/2 always reads until the socket has nothing before it sleeps); bytes it put off wait
+/// through the read that ends its pass and are written by the next pass's first flush or read,
+/// so a request's HEADERS (written in one pass) and its DATA (handed over by the body's task,
+/// which runs before the next pass) leave in one write. Bytes no flush put off are written
+/// before any read (the peer may be waiting for them to answer).
 #[derive(Debug)]
 pub struct CoalescingIo<T> {
     inner: T,
@@ -358,11 +361,9 @@ mod tests {
     /// arrive whole.
     #[tokio::test]
     async fn requests_through_http2_arrive_whole_and_at_once() {
-        use crate::config::ApiAddress;
-        use crate::export::client::{GrpcSink, TimeSeriesSink};
-        use crate::export::encode::{
-            Point, PointKind, PointValue, RequestBuilder, SeriesPrototype,
-        };
+        use crate::export::client::{ApiAddress, GrpcSink, TimeSeriesSink};
+        use crate::export::request::RequestBuilder;
+        use crate::model::{Point, PointKind, PointValue, SeriesPrototype};
         use std::sync::Arc;
         use std::time::Duration;
 

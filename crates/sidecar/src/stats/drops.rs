@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::validate::Invalid;
+use crate::model::Invalid;
 
 /// Why a point taken by a shard was not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -21,8 +21,22 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
-use super::coalesce::CoalescingIo;
-use crate::config::ApiAddress;
+mod coalesce;
+
+use coalesce::CoalescingIo;
+
+/// Where and how to reach the Cloud Monitoring API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiAddress {
+    /// The URL as given, used as the `queue` label of the export metrics.
+    pub url: String,
+    /// Host name or IP literal (without brackets).
+    pub host: String,
+    /// Port; 443 when the URL has none.
+    pub port: u16,
+    /// `false` when the URL carries `?auth=false`: plaintext, no credentials.
+    pub auth: bool,
+}
 
 const CREATE_TIME_SERIES_PATH: &str = "/google.monitoring.v3.MetricService/CreateTimeSeries";
 
@@ -31,10 +45,7 @@ pub const MONITORING_WRITE_SCOPE: &str = "https://www.googleapis.com/auth/monito
 
 /// The user agent of every call.
 pub fn user_agent() -> String {
-    format!(
-        "stackdriver-prometheus-sidecar/{}",
-        crate::config::flags::VERSION
-    )
+    format!("stackdriver-prometheus-sidecar/{}", crate::VERSION)
 }
 
 /// What went wrong with one request.
@@ -153,7 +164,7 @@ const SHARDS_PER_CONNECTION: usize = 50;
 pub const MIN_CONNECTIONS: usize = 4;
 
 /// Connections for at most `max_shards` shards: [`MIN_CONNECTIONS`], or more so that none
-/// carries more than [`SHARDS_PER_CONNECTION`] shards. Shard `i` sends on connection
+/// carries more than `SHARDS_PER_CONNECTION` shards. Shard `i` sends on connection
 /// `i % connections`, so few shards (the steady state) open few connections.
 pub fn connections_for(max_shards: usize) -> usize {
     max_shards
@@ -198,7 +209,7 @@ impl GrpcSink {
             .timeout(timeout)
             .tcp_nodelay(true);
         let credentials = if api.auth {
-            install_crypto_provider();
+            crate::install_crypto_provider();
             let tls = ClientTlsConfig::new()
                 .with_native_roots()
                 .with_webpki_roots()
@@ -333,12 +344,6 @@ fn coalescing_connector() -> impl tower::Service<
             Ok(TokioIo::new(CoalescingIo::new(tcp.into_inner())))
         }
     })
-}
-
-/// rustls needs a process-wide crypto provider before the first TLS connection (tonic's and the
-/// credentials' HTTP client); ring is the one built in. Installing twice is harmless.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 impl TimeSeriesSink for GrpcSink {

@@ -3,7 +3,8 @@
 //! tree per point. The bytes are exactly what prost writes for the same `Point` message
 //! (fields in field-number order, proto3 defaults left out); distributions are not handled here.
 
-use super::encode::{Point, PointValue};
+use crate::model::point::split_millis;
+use crate::model::{Point, PointValue};
 
 // google.monitoring.v3.Point
 const POINT_INTERVAL_TAG: u32 = 1;
@@ -17,14 +18,6 @@ const TIMESTAMP_NANOS_TAG: u32 = 2;
 // google.monitoring.v3.TypedValue
 const VALUE_INT64_TAG: u32 = 2;
 const VALUE_DOUBLE_TAG: u32 = 3;
-
-/// Seconds and nanoseconds of a time in milliseconds since the epoch.
-fn split(ms: i64) -> (i64, i32) {
-    (
-        ms.div_euclid(1000),
-        (ms.rem_euclid(1000) * 1_000_000) as i32,
-    )
-}
 
 /// The encoded body of a `Point` with a plain value. Every nested message in it is shorter
 /// than 128 bytes (a timestamp at most 2 + 10 + 5, the interval 2 × 19, the value 11), so each
@@ -81,7 +74,7 @@ impl PointBytes {
     }
 
     fn put_timestamp(&mut self, tag: u32, ms: i64) {
-        let (seconds, nanos) = split(ms);
+        let (seconds, nanos) = split_millis(ms);
         let at = self.open(tag);
         if seconds != 0 {
             self.put_key(TIMESTAMP_SECONDS_TAG, VARINT);
@@ -132,7 +125,7 @@ pub fn scalar_point(point: &Point) -> Option<PointBytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::encode::Distribution;
+    use crate::model::Distribution;
     use prost::Message;
 
     fn prost_bytes(point: &Point) -> Vec<u8> {

@@ -1,19 +1,16 @@
-//! Local validation: the rules Cloud Monitoring applies to one series and its point, checked
-//! before sending so that an invalid point is dropped alone instead of failing its request.
+//! Local validation: the field rules Cloud Monitoring applies to one series and its point
+//! ([`check_series`], [`check_point`]), checked before sending so that an invalid point is
+//! dropped alone instead of failing its request. The rules and their names are `gcm-emulator`'s;
+//! both crates test them against `crates/gcm-api/testdata/validation_cases.rs`.
 //!
-//! Owns the field rules the API enforces without looking at earlier writes: metric type syntax
-//! and writable domains, label keys and value lengths, a resource type, the interval against the
-//! metric kind, the point's age and future skew, and distributions. It must never depend on what
-//! was sent before (ordering, descriptor conflicts and sampling periods are the API's business),
-//! and never decide *whether* to drop: the shard counts and drops what this module flags. The
-//! rules and their names are those of `gcm-emulator`; both crates test them against one table of
-//! cases (`crates/gcm-api/testdata/validation_cases.rs`).
+//! Must never depend on what was sent before (ordering, descriptor conflicts and sampling
+//! periods are the API's business), nor decide *whether* to drop: the shard does that.
 
 use std::time::Duration;
 
 use gcm_api::api::metric_descriptor::MetricKind;
 
-use super::encode::{Point, PointKind, PointValue};
+use super::point::{Point, PointKind, PointValue};
 
 /// Metric type domains a client may write to.
 const WRITABLE_DOMAINS: [&str; 4] = [
@@ -119,7 +116,8 @@ impl Default for TimeLimits {
     }
 }
 
-/// Checks one point of a series of kind `kind` at wall-clock time `now_ms`.
+/// Checks one point of a series of kind `kind` at wall-clock time `now_ms`: the interval against
+/// the metric kind, the point's age and future skew, and distributions.
 pub fn check_point(
     kind: PointKind,
     point: &Point,
@@ -220,7 +218,7 @@ fn check_distribution(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::encode::Distribution;
+    use crate::model::Distribution;
 
     include!("../../../gcm-api/testdata/validation_cases.rs");
 

@@ -1,0 +1,146 @@
+//! What a converted sample is: a point's interval and value, distributions, and the kind and
+//! value type of a series' points. Plain data shared by conversion and export; it must never
+//! know where a point came from or how it is sent.
+
+use gcm_api::api::Distribution as DistributionProto;
+use gcm_api::api::distribution::BucketOptions;
+use gcm_api::api::distribution::bucket_options::{Explicit, Options};
+use gcm_api::api::metric_descriptor::{MetricKind, ValueType};
+use gcm_api::monitoring::{Point as PointProto, TimeInterval, TypedValue, typed_value};
+
+/// The kind and value type of a series' points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PointKind {
+    /// A GAUGE with DOUBLE values.
+    GaugeDouble,
+    /// A GAUGE with INT64 values.
+    GaugeInt64,
+    /// A CUMULATIVE with DOUBLE values.
+    CumulativeDouble,
+    /// A CUMULATIVE with INT64 values.
+    CumulativeInt64,
+    /// A CUMULATIVE with DISTRIBUTION values (Prometheus histograms).
+    CumulativeDistribution,
+}
+
+impl PointKind {
+    /// The protobuf metric kind.
+    pub fn metric_kind(self) -> MetricKind {
+        match self {
+            PointKind::GaugeDouble | PointKind::GaugeInt64 => MetricKind::Gauge,
+            PointKind::CumulativeDouble
+            | PointKind::CumulativeInt64
+            | PointKind::CumulativeDistribution => MetricKind::Cumulative,
+        }
+    }
+
+    /// The protobuf value type.
+    pub fn value_type(self) -> ValueType {
+        match self {
+            PointKind::GaugeDouble | PointKind::CumulativeDouble => ValueType::Double,
+            PointKind::GaugeInt64 | PointKind::CumulativeInt64 => ValueType::Int64,
+            PointKind::CumulativeDistribution => ValueType::Distribution,
+        }
+    }
+}
+
+/// A DISTRIBUTION value with explicit bucket bounds, as a Prometheus histogram becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Distribution {
+    /// Number of observations.
+    pub count: i64,
+    /// Mean of the observations (0 when `count` is 0).
+    pub mean: f64,
+    /// Sum of squared deviations from the mean, estimated from bucket midpoints.
+    pub sum_of_squared_deviation: f64,
+    /// Finite bucket bounds, strictly increasing; bucket `i` is `[bounds[i-1], bounds[i])`,
+    /// with an underflow bucket before the first bound and an overflow bucket after the last.
+    pub bounds: Vec<f64>,
+    /// Observations per bucket: at most `bounds.len() + 1` entries, summing to `count`.
+    pub bucket_counts: Vec<i64>,
+}
+
+/// A point's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PointValue {
+    /// DOUBLE.
+    Double(f64),
+    /// INT64.
+    Int64(i64),
+    /// DISTRIBUTION, boxed so that plain values stay small and allocation-free.
+    Distribution(Box<Distribution>),
+}
+
+/// One point of a series: its interval in milliseconds since the epoch, and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Start of the interval (cumulative points only).
+    pub start_ms: Option<i64>,
+    /// End of the interval: the sample's timestamp.
+    pub end_ms: i64,
+    /// The value.
+    pub value: PointValue,
+}
+
+/// Seconds and nanoseconds (always in `0..1e9`) of a time in milliseconds since the epoch, as
+/// `google.protobuf.Timestamp` holds them.
+pub fn split_millis(ms: i64) -> (i64, i32) {
+    (
+        ms.div_euclid(1000),
+        (ms.rem_euclid(1000) * 1_000_000) as i32,
+    )
+}
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    let (seconds, nanos) = split_millis(ms);
+    prost_types::Timestamp { seconds, nanos }
+}
+
+impl Point {
+    /// The point as a prost message (the slow path; scalar points are written directly).
+    pub fn into_proto(self) -> PointProto {
+        PointProto {
+            interval: Some(TimeInterval {
+                end_time: Some(timestamp(self.end_ms)),
+                start_time: self.start_ms.map(timestamp),
+            }),
+            value: Some(TypedValue {
+                value: Some(match self.value {
+                    PointValue::Double(v) => typed_value::Value::DoubleValue(v),
+                    PointValue::Int64(v) => typed_value::Value::Int64Value(v),
+                    PointValue::Distribution(d) => {
+                        typed_value::Value::DistributionValue(d.into_proto())
+                    }
+                }),
+            }),
+        }
+    }
+}
+
+impl Distribution {
+    fn into_proto(self) -> DistributionProto {
+        DistributionProto {
+            count: self.count,
+            mean: self.mean,
+            sum_of_squared_deviation: self.sum_of_squared_deviation,
+            bucket_options: Some(BucketOptions {
+                options: Some(Options::ExplicitBuckets(Explicit {
+                    bounds: self.bounds,
+                })),
+            }),
+            bucket_counts: self.bucket_counts,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_timestamps_have_positive_nanos() {
+        let t = timestamp(-1);
+        assert_eq!((t.seconds, t.nanos), (-1, 999_000_000));
+    }
+}
