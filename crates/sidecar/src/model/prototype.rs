@@ -220,19 +220,23 @@ fn series_hash(
 /// Shared handle to a prototype, as carried by every queued point.
 pub type SharedPrototype = Arc<SeriesPrototype>;
 
+/// A valid gauge or cumulative prototype with one metric label, for tests.
+#[cfg(test)]
+pub(crate) fn example(kind: PointKind) -> SeriesPrototype {
+    SeriesPrototype::new(
+        "external.googleapis.com/prometheus/up".into(),
+        &[("code".into(), "200".into())],
+        "generic_task",
+        &[("job", "node".into()), ("task_id", "a:1".into())],
+        kind,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn proto(kind: PointKind) -> SeriesPrototype {
-        SeriesPrototype::new(
-            "external.googleapis.com/prometheus/up".into(),
-            &[("code".into(), "200".into())],
-            "generic_task",
-            &[("job", "node".into()), ("task_id", "a:1".into())],
-            kind,
-        )
-    }
+    use super::example as proto;
 
     #[test]
     fn a_prototype_breaking_a_series_rule_is_marked_invalid() {

@@ -109,15 +109,8 @@ mod tests {
     use gcm_api::api::metric_descriptor::{MetricKind, ValueType};
     use gcm_api::monitoring::{CreateTimeSeriesRequest, typed_value};
 
-    fn proto(kind: PointKind) -> SeriesPrototype {
-        SeriesPrototype::new(
-            "external.googleapis.com/prometheus/up".into(),
-            &[("code".into(), "200".into())],
-            "generic_task",
-            &[("job", "node".into()), ("task_id", "a:1".into())],
-            kind,
-        )
-    }
+    use crate::model::prototype::example as proto;
+
     #[test]
     fn pieces_with_long_lengths_decode_whole() {
         // Lengths over 127 take two-byte varints in every piece.
