@@ -24,7 +24,7 @@ use super::delivery::{Bookkeeping, ReaderProgress};
 use super::gc::SeriesGc;
 use super::histogram::{HistogramRun, RunCollector};
 use super::lookup::{count_dropped, resolve_entry};
-use super::resolve::{Conversion, Resolver, SeriesSources};
+use super::resolve::{Conversion, HistogramPart, Resolver, SeriesSources};
 use super::series::{SeriesCache, SeriesState};
 use crate::export::{Delivery, ExportClosed, ExportHandle, QueuedPoint};
 use crate::filter::SeriesFilter;
@@ -44,10 +44,6 @@ pub struct Reader<S> {
     samples_buf: Vec<RefSample>,
     /// Conversion and queueing of points.
     out: Output,
-    /// Histogram samples gathered until their run ends.
-    runs: RunCollector,
-    /// Index in its record of the last sample added to the open histogram run.
-    run_index: usize,
     /// Aggregated counters, if configured, and when their points are next due.
     aggregates: Option<(Arc<CounterAggregator>, ExportSchedule)>,
     /// Set at shutdown; the reader then stops waiting for Prometheus.
@@ -60,6 +56,10 @@ struct Output {
     export: ExportHandle,
     stats: Arc<ReaderStats>,
     delivery: Bookkeeping,
+    /// Histogram samples gathered until their run ends.
+    runs: RunCollector,
+    /// Index in its record of the last sample added to the open histogram run.
+    run_index: usize,
 }
 
 /// Why the reader stopped.
@@ -91,9 +91,9 @@ impl<S: SeriesSources> Reader<S> {
                 export,
                 stats,
                 delivery: Bookkeeping::new(progress),
+                runs: RunCollector::default(),
+                run_index: 0,
             },
-            runs: RunCollector::default(),
-            run_index: 0,
             aggregates: None,
             stop: None,
         }
@@ -207,7 +207,7 @@ impl<S: SeriesSources> Reader<S> {
             self.on_sample(index, sample, position, &mut now)?;
         }
         // A record holds whole scrapes, so a run never continues in the next record.
-        self.end_run(position)?;
+        self.out.end_run(position)?;
         if let (Some(newest), Some((aggregator, schedule))) = (newest, &mut self.aggregates)
             && let Some((start, end)) = schedule.due(newest)
         {
@@ -269,18 +269,10 @@ impl<S: SeriesSources> Reader<S> {
             return Ok(());
         };
         if let Conversion::Histogram(part) = series.conversion {
-            let finished = self.runs.add(&series.prototype, part, sample.t, sample.v);
-            // The run's last sample is its identity for delivery marks.
-            let finished_index = std::mem::replace(&mut self.run_index, index);
-            if let Some(run) = finished {
-                out.queue_histogram(run, out.delivery.mark(position, finished_index))?;
-            }
-            return Ok(());
+            return out.add_to_run(&series.prototype, part, sample, index, position);
         }
         // Any other sample ends a histogram's run: its parts must be adjacent.
-        if let Some(run) = self.runs.finish() {
-            out.queue_histogram(run, out.delivery.mark(position, self.run_index))?;
-        }
+        out.end_run(position)?;
         let hash = series.prototype.hash;
         match out.converter.convert(series, counter, sample.t, sample.v) {
             Ok(point) => {
@@ -321,20 +313,47 @@ impl<S: SeriesSources> Reader<S> {
         }
         Ok(())
     }
-
-    /// Converts and queues the open histogram run, if any: its identity is its last sample.
-    fn end_run(&mut self, position: WalPosition) -> Result<(), ExportClosed> {
-        match self.runs.finish() {
-            Some(run) => {
-                let mark = self.out.delivery.mark(position, self.run_index);
-                self.out.queue_histogram(run, mark)
-            }
-            None => Ok(()),
-        }
-    }
 }
 
 impl Output {
+    /// Adds a histogram part (sample `index` of the record at `position`) to the open run; a
+    /// part of another histogram or timestamp ends the open run first.
+    fn add_to_run(
+        &mut self,
+        prototype: &SharedPrototype,
+        part: HistogramPart,
+        sample: &RefSample,
+        index: usize,
+        position: WalPosition,
+    ) -> Result<(), ExportClosed> {
+        let finished = self.runs.add(prototype, part, sample.t, sample.v);
+        // A run's last sample is its identity for delivery marks.
+        let finished_index = std::mem::replace(&mut self.run_index, index);
+        match finished {
+            Some(run) => self.queue_run(run, position, finished_index),
+            None => Ok(()),
+        }
+    }
+
+    /// Converts and queues the open histogram run, if any.
+    fn end_run(&mut self, position: WalPosition) -> Result<(), ExportClosed> {
+        match self.runs.finish() {
+            Some(run) => self.queue_run(run, position, self.run_index),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues a finished run whose last sample is sample `index` of the record at `position`.
+    fn queue_run(
+        &mut self,
+        run: HistogramRun,
+        position: WalPosition,
+        index: usize,
+    ) -> Result<(), ExportClosed> {
+        let mark = self.delivery.mark(position, index);
+        self.queue_histogram(run, mark)
+    }
+
     /// Converts a finished histogram run and queues its point. Histogram points are tracked for
     /// delivery like any series' points, under the output series (their parts are several WAL
     /// series): a restart continues from the saved state, so the first run after it is not
