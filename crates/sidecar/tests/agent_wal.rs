@@ -92,11 +92,25 @@ async fn agent_mode_wal_arrives_exactly_once_across_a_restart_and_a_truncation()
     // then dies.
     let mut sidecar = Sidecar::start(dir.path(), 1, PROJECT, api, &wal, agent_port);
     let deadline = Instant::now() + Duration::from_secs(90);
+    // The agent checkpoints every 5 s and the sidecar saves every 5 s, so their phase barely
+    // drifts: when each save comes too soon after a checkpoint to cover the next segment, the
+    // condition would never hold. Pausing the sidecar for a moment shifts its saves.
+    let mut nudge_at: Option<Instant> = None;
     let checkpoint = loop {
-        if let Some(cp) = newest_checkpoint(&wal).unwrap()
+        let newest = newest_checkpoint(&wal).unwrap();
+        if let Some(cp) = &newest
             && saved_position(&wal) > WalPosition::after_checkpoint(cp.index)
         {
             break cp.index;
+        }
+        if newest.is_some() {
+            let at = *nudge_at.get_or_insert_with(|| Instant::now() + Duration::from_secs(12));
+            if Instant::now() >= at {
+                sidecar.child.signal("STOP");
+                tokio::time::sleep(Duration::from_millis(2_200)).await;
+                sidecar.child.signal("CONT");
+                nudge_at = Some(Instant::now() + Duration::from_secs(12));
+            }
         }
         assert!(
             Instant::now() < deadline,
