@@ -261,6 +261,19 @@ fn parse_wal_start(raw: &str) -> Result<WalStart, ConfigError> {
     }
 }
 
+/// The port written in `raw`'s authority, if any (`scheme://[user@]host[:port]/…`).
+fn explicit_port(raw: &str) -> Option<u16> {
+    let rest = raw.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    // An IPv6 literal's colons are inside its brackets.
+    let after_host = match host_port.rfind(']') {
+        Some(end) => &host_port[end + 1..],
+        None => host_port,
+    };
+    after_host.rsplit_once(':')?.1.parse().ok()
+}
+
 fn parse_api_address(raw: &str) -> Result<ApiAddress, ConfigError> {
     const FLAG: &str = "--stackdriver.api-address";
     let url = Url::parse(raw).map_err(|e| ConfigError {
@@ -277,7 +290,9 @@ fn parse_api_address(raw: &str) -> Result<ApiAddress, ConfigError> {
             });
         }
     };
-    let port = url.port().unwrap_or(443);
+    // The port as written, even when it is the scheme's default (which `Url` leaves out):
+    // `http://host:80/` is port 80. Without one, gRPC's default, 443.
+    let port = url.port().or_else(|| explicit_port(raw)).unwrap_or(443);
     let mut auth = true;
     for (key, value) in url.query_pairs() {
         if key == "auth" {
@@ -384,6 +399,26 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((c.api.host.as_str(), c.api.auth), ("::1", false));
+    }
+
+    #[test]
+    fn a_port_equal_to_the_schemes_default_is_kept() {
+        let port = |address: &str| {
+            parse(&[
+                "--stackdriver.project-id=p",
+                &format!("--stackdriver.api-address={address}"),
+            ])
+            .unwrap()
+            .api
+            .port
+        };
+        assert_eq!(port("http://127.0.0.1:80/?auth=false"), 80);
+        assert_eq!(port("http://[::1]:80/?auth=false"), 80);
+        assert_eq!(port("https://monitoring.googleapis.com:443/"), 443);
+        assert_eq!(port("https://user@example.com:80/"), 80);
+        // Without a port: gRPC's default, whatever the scheme.
+        assert_eq!(port("http://127.0.0.1/?auth=false"), 443);
+        assert_eq!(port("http://[::1]/"), 443);
     }
 
     #[test]

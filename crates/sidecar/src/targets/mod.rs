@@ -188,9 +188,6 @@ impl TargetsCache {
         }
     }
 
-    /// Replaces the index with the current `/api/v1/targets`. Targets equal to cached ones keep
-    /// their `Arc`; negative entries of keys still without target are kept. On error the index
-    /// is left as it was.
     /// Number of job/instance keys with at least one active target, as of the last refresh
     /// (0 also right after a Prometheus restart, before its scrape manager has any targets).
     pub async fn active_targets(&self) -> usize {
@@ -202,7 +199,9 @@ impl TargetsCache {
             .count()
     }
 
-    /// Refreshes the index from `/api/v1/targets`.
+    /// Refreshes the index from `/api/v1/targets`: the index is replaced by the current
+    /// answer. Targets equal to cached ones keep their `Arc`; negative entries of keys still
+    /// without target are kept. On error the index is left as it was.
     pub async fn refresh(&self) -> Result<(), TargetsError> {
         let _refreshing = self.refresh_lock.lock().await;
         self.refresh_holding_lock().await
