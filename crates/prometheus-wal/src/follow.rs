@@ -392,9 +392,12 @@ impl Follower {
     fn locate(&mut self, want: u64, strict: bool) -> Result<(), WalError> {
         let segments = list_segments(&self.dir)?;
         let found = segments.iter().find(|s| s.index >= want);
-        if strict && found.is_none_or(|s| s.index > want) {
-            // Segment `want` is gone (or not there yet). A checkpoint covering it means it was
-            // truncated away: its series are in the checkpoint, its samples are lost.
+        // Segment `want` is gone (or, strictly, not there yet). Before the first segment is
+        // read, a later first segment also means a truncation since the directory was opened.
+        let gap = found.is_none_or(|s| s.index > want);
+        if gap && (strict || found.is_some()) {
+            // A checkpoint covering it means it was truncated away: its series, and its samples
+            // from the truncation's lower time bound on, are in the checkpoint; read that first.
             if let Some(cp) = newest_checkpoint(&self.dir)?
                 && cp.index >= want
                 && self.checkpoint_read.is_none_or(|read| cp.index > read)
@@ -419,6 +422,7 @@ impl Follower {
             }
             // At start-up, `check_resume_gap` counts what is missing from the resume position on.
             if let Some(s) = found
+                && strict
                 && self.resume.is_none()
             {
                 let skipped = s.index - want;

@@ -283,3 +283,34 @@ fn segments_deleted_below_the_resume_position_are_not_counted() {
     assert_eq!(f.stats().truncation_restarts, 0);
     assert_eq!(f.stats().segments_skipped, 0);
 }
+
+#[test]
+fn a_checkpoint_written_before_the_first_read_is_read_first() {
+    // Segments 0 to 3, no checkpoint, when the follower opens the directory.
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, name) in [b"zero", b"one_", b"two_", b"thr_"].iter().enumerate() {
+        write_segment(&tmp.path().join(format!("{i:08}")), &[&name[..]]);
+    }
+    let mut f = Follower::start(tmp.path(), opts(), false).unwrap();
+    // Prometheus truncates before anything is read: checkpoint 1 keeps what is still needed of
+    // segments 0 and 1, which are deleted.
+    let cp = tmp.path().join("checkpoint.00000001");
+    fs::create_dir(&cp).unwrap();
+    write_segment(&cp.join("00000000"), &[b"cp1"]);
+    fs::remove_file(tmp.path().join("00000000")).unwrap();
+    fs::remove_file(tmp.path().join("00000001")).unwrap();
+    assert_eq!(
+        read_to_end(&mut f),
+        vec![
+            (RecordSource::Checkpoint(1), b"cp1".to_vec()),
+            (RecordSource::Segment(2), b"two_".to_vec()),
+            (RecordSource::Segment(3), b"thr_".to_vec()),
+        ]
+    );
+    let stats = f.stats();
+    assert_eq!(
+        (stats.truncation_restarts, stats.segments_skipped),
+        (1, 2),
+        "segments 0 and 1 were deleted unread"
+    );
+}

@@ -3,6 +3,8 @@
 //! `/api/v1/targets/metadata`) describing one scrape target whose metrics are gauges.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_wal::record::encode::{encode_samples, encode_series};
@@ -10,7 +12,7 @@ use prometheus_wal::writer::SegmentWriter;
 use prometheus_wal::{Codec, Label, RefSample, RefSeries};
 use serde_json::json;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// The job of the one target.
 pub const JOB: &str = "app";
@@ -20,10 +22,28 @@ pub const INSTANCE: &str = "a:1";
 /// The Prometheus HTTP API of one target (`job="app"`, `instance="a:1"`) whose `gauges` are
 /// gauges; served until dropped.
 pub async fn serve_api(gauges: &[&str]) -> MockServer {
+    serve_api_ready_when(gauges, Arc::new(AtomicBool::new(true))).await
+}
+
+/// `/-/ready` as Prometheus answers it: 503 until `ready` is set.
+struct Readiness(Arc<AtomicBool>);
+
+impl Respond for Readiness {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        if self.0.load(Ordering::SeqCst) {
+            ResponseTemplate::new(200).set_body_string("Prometheus Server is Ready.\n")
+        } else {
+            ResponseTemplate::new(503).set_body_string("Service Unavailable")
+        }
+    }
+}
+
+/// Like [`serve_api`], but `/-/ready` answers 503 until `ready` is set.
+pub async fn serve_api_ready_when(gauges: &[&str], ready: Arc<AtomicBool>) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/-/ready"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("Prometheus Server is Ready.\n"))
+        .respond_with(Readiness(ready))
         .mount(&server)
         .await;
     let target = json!({
@@ -82,7 +102,26 @@ pub fn write_gauge_wal(
     rounds: usize,
     t0_ms: i64,
 ) -> usize {
-    let refs: Vec<RefSeries> = (0..series)
+    let refs = gauge_series(metric, series);
+    let file = std::fs::File::create(wal.join("00000000")).unwrap();
+    let mut writer = SegmentWriter::new(file, Codec::Snappy);
+    let mut buf = Vec::new();
+    encode_series(&refs, &mut buf);
+    writer.log(&buf).unwrap();
+    for round in 0..rounds {
+        let samples = scrape(&refs, t0_ms + round as i64 * 10_000, round as f64);
+        buf.clear();
+        encode_samples(&samples, &mut buf);
+        writer.log(&buf).unwrap();
+    }
+    drop(writer);
+    series * rounds
+}
+
+/// Series records for `series` series of the gauge `metric` of the target (label `n`, refs 1
+/// on).
+pub fn gauge_series(metric: &str, series: usize) -> Vec<RefSeries> {
+    (0..series)
         .map(|i| {
             let mut labels = vec![
                 Label {
@@ -108,25 +147,17 @@ pub fn write_gauge_wal(
                 labels,
             }
         })
-        .collect();
-    let file = std::fs::File::create(wal.join("00000000")).unwrap();
-    let mut writer = SegmentWriter::new(file, Codec::Snappy);
-    let mut buf = Vec::new();
-    encode_series(&refs, &mut buf);
-    writer.log(&buf).unwrap();
-    for round in 0..rounds {
-        let samples: Vec<RefSample> = refs
-            .iter()
-            .map(|s| RefSample {
-                series_ref: s.series_ref,
-                t: t0_ms + round as i64 * 10_000,
-                v: round as f64,
-            })
-            .collect();
-        buf.clear();
-        encode_samples(&samples, &mut buf);
-        writer.log(&buf).unwrap();
-    }
-    drop(writer);
-    series * rounds
+        .collect()
+}
+
+/// One scrape of `series`: a sample at `t` with value `v` for each.
+pub fn scrape(series: &[RefSeries], t: i64, v: f64) -> Vec<RefSample> {
+    series
+        .iter()
+        .map(|s| RefSample {
+            series_ref: s.series_ref,
+            t,
+            v,
+        })
+        .collect()
 }
