@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::dir::{CheckpointDir, SegmentFile, list_segments, newest_checkpoint};
 use crate::error::WalError;
@@ -59,6 +59,17 @@ impl WalRecord<'_> {
             error,
         }
     }
+}
+
+/// What [`Follower::next_record_before`] found.
+#[derive(Debug)]
+pub enum Next<'a> {
+    /// The next record.
+    Record(WalRecord<'a>),
+    /// The deadline passed while waiting for data.
+    Idle,
+    /// Stopped, or (with [`Follower::open_to_end`]) everything was read.
+    End,
 }
 
 /// What a [`Follower`] has skipped or recovered from, for self-metrics (a snapshot of its
@@ -215,6 +226,16 @@ impl Follower {
         self.position
     }
 
+    /// The segment being read or waited for; while a checkpoint is read, its index (it replaces
+    /// the segments up to that one).
+    pub fn segment(&self) -> u64 {
+        match self.state {
+            State::Locate { want, .. } => want,
+            State::Checkpoint { index, .. } | State::Segment { index, .. } => index,
+            State::Done => self.position.segment,
+        }
+    }
+
     /// Counts of what was skipped or recovered from so far.
     pub fn stats(&self) -> FollowStats {
         self.opts.counters.snapshot()
@@ -235,22 +256,39 @@ impl Follower {
     /// warning, not returned. I/O errors are returned and the call can be retried;
     /// [`WalError::Recreated`] means the WAL was replaced and a new follower is needed.
     pub fn next_record(&mut self) -> Result<Option<WalRecord<'_>>, WalError> {
+        match self.next_before(None)? {
+            Next::Record(record) => Ok(Some(record)),
+            Next::Idle | Next::End => Ok(None),
+        }
+    }
+
+    /// Like [`next_record`](Self::next_record), but returns [`Next::Idle`] once `deadline` has
+    /// passed without a record (checked after every poll and every change of file), so the
+    /// caller can do periodic work while the WAL is quiet, then call again.
+    pub fn next_record_before(&mut self, deadline: Instant) -> Result<Next<'_>, WalError> {
+        self.next_before(Some(deadline))
+    }
+
+    fn next_before(&mut self, deadline: Option<Instant>) -> Result<Next<'_>, WalError> {
         let source = loop {
             if self.opts.stop.load(Ordering::Relaxed) {
-                return Ok(None);
+                return Ok(Next::End);
             }
             if let State::Done = self.state {
-                return Ok(None);
+                return Ok(Next::End);
             }
             if let Some(source) = self.step()? {
                 break source;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Next::Idle);
             }
         };
         FollowCounters::add(&self.opts.counters.records, 1);
         // Invariant: `step` only returns a source right after `advance` found a record in
         // `self.reader`, so the empty fallback is never used.
         let data = self.reader.as_ref().map_or(&[][..], SegmentReader::record);
-        Ok(Some(WalRecord {
+        Ok(Next::Record(WalRecord {
             source,
             position: self.position,
             data,

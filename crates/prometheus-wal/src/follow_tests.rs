@@ -314,3 +314,22 @@ fn a_checkpoint_written_before_the_first_read_is_read_first() {
         "segments 0 and 1 were deleted unread"
     );
 }
+
+#[test]
+fn a_quiet_wal_gives_idle_at_the_deadline_then_the_next_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_segment(&tmp.path().join("00000000"), &[b"one"]);
+    let mut f = Follower::open(tmp.path(), opts()).unwrap();
+    let soon = || std::time::Instant::now() + Duration::from_millis(30);
+    assert!(matches!(f.next_record_before(soon()).unwrap(), Next::Record(r) if r.data == b"one"));
+    assert!(matches!(f.next_record_before(soon()).unwrap(), Next::Idle));
+    write_segment(&tmp.path().join("00000001"), &[b"two"]);
+    let next = loop {
+        match f.next_record_before(soon()).unwrap() {
+            Next::Idle => continue,
+            Next::Record(r) => break r.data.to_vec(),
+            Next::End => panic!("ended"),
+        }
+    };
+    assert_eq!(next, b"two");
+}

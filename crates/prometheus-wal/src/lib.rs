@@ -47,7 +47,7 @@ pub mod writer;
 pub use compression::Codec;
 pub use dir::{bytes_after, list_checkpoints, list_segments, newest_checkpoint, wal_size};
 pub use error::{Corruption, WalError};
-pub use follow::{FollowCounters, FollowOptions, FollowStats, Follower, WalRecord};
+pub use follow::{FollowCounters, FollowOptions, FollowStats, Follower, Next, WalRecord};
 pub use labels::{Label, Labels};
 pub use position::{RecordSource, WalPosition};
 pub use record::{

@@ -14,6 +14,7 @@ pub mod retrieval;
 pub mod shutdown;
 pub mod stats;
 pub mod targets;
+pub mod wal_lock;
 pub mod web;
 
 /// The sidecar's version, as `--version`, the user agent and `/metrics` give it.

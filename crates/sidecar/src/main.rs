@@ -31,6 +31,7 @@ use stackdriver_prometheus_sidecar::retrieval::{
 use stackdriver_prometheus_sidecar::shutdown::Shutdown;
 use stackdriver_prometheus_sidecar::stats::Stats;
 use stackdriver_prometheus_sidecar::targets::{self, TargetsCache};
+use stackdriver_prometheus_sidecar::wal_lock::{self, WalLock};
 use stackdriver_prometheus_sidecar::web;
 
 /// Timeout of each Prometheus API request.
@@ -140,6 +141,11 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    // One sidecar per WAL directory: held until the process ends, after the last save.
+    let Some(_lock) = take_wal_lock(&config.wal_directory, &stats, &shutdown).await? else {
+        return Ok(());
+    };
+    progress::remove_stale_temporaries(&config.wal_directory);
     let mut follower = Follower::open(
         &config.wal_directory,
         FollowOptions {
@@ -288,6 +294,27 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
         Ok(ReaderExit::ExportClosed) => Err(anyhow!("the export stage stopped unexpectedly")),
         Err(err) => Err(anyhow::Error::new(err).context("following the WAL")),
     }
+}
+
+/// Takes the WAL directory's lock, waiting (and saying so on `/-/ready`) while another sidecar
+/// holds it; `None` when shutdown comes first.
+async fn take_wal_lock(
+    wal: &std::path::Path,
+    stats: &Stats,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<WalLock>> {
+    let milestones = &stats.milestones;
+    wal_lock::lock(wal, shutdown, |holder| {
+        milestones.waiting_for_lock(holder.map(ToString::to_string));
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "--prometheus.wal-directory={}: cannot lock it (the lock file {} is created there)",
+            wal.display(),
+            wal_lock::LOCK_FILE
+        )
+    })
 }
 
 /// What to do about credentials that do not load, appended to the error.

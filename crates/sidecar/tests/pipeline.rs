@@ -123,6 +123,30 @@ async fn run_pipeline(
     (requests, stats)
 }
 
+/// A reader resolving from the table of metric types, queueing on `exporter`.
+fn table_reader(
+    exporter: &Exporter,
+    stats: &Stats,
+    progress: ReaderProgress,
+) -> Reader<TableSources> {
+    let sources = TableSources {
+        metadata: HashMap::from([
+            ("temperature", MetricType::Gauge),
+            ("requests_total", MetricType::Counter),
+            ("untyped_thing", MetricType::Unknown),
+            ("latency", MetricType::Histogram),
+        ]),
+    };
+    let resolver = Resolver::new(sources, "external.googleapis.com/prometheus".into(), false);
+    Reader::new(
+        resolver,
+        exporter.handle(),
+        stats.reader.clone(),
+        tokio::runtime::Handle::current(),
+        progress,
+    )
+}
+
 /// Reads the WAL in `dir` to its end once, resuming from `resume`; returns what was sent and
 /// the progress that would be saved afterwards.
 async fn run_on(
@@ -144,26 +168,12 @@ async fn run_on(
         &stats,
         Some(tracker.clone()),
     );
-    let sources = TableSources {
-        metadata: HashMap::from([
-            ("temperature", MetricType::Gauge),
-            ("requests_total", MetricType::Counter),
-            ("untyped_thing", MetricType::Unknown),
-            ("latency", MetricType::Histogram),
-        ]),
+    let progress = ReaderProgress {
+        tracker: tracker.clone(),
+        resume,
+        start_after_ms,
     };
-    let resolver = Resolver::new(sources, "external.googleapis.com/prometheus".into(), false);
-    let reader = Reader::new(
-        resolver,
-        exporter.handle(),
-        stats.reader.clone(),
-        tokio::runtime::Handle::current(),
-        ReaderProgress {
-            tracker: tracker.clone(),
-            resume,
-            start_after_ms,
-        },
-    );
+    let reader = table_reader(&exporter, &stats, progress);
     let mut follower = Follower::open_to_end(dir).unwrap();
     let exit = tokio::task::spawn_blocking(move || reader.run(&mut follower))
         .await
@@ -678,5 +688,69 @@ async fn checkpoint_samples_after_a_partial_delivery_are_not_lost() {
             ("temperature".into(), None, 3000, 3.0),
         ],
         "the checkpoint's undelivered records are sent, the delivered one is not"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_gone_from_a_new_checkpoint_are_dropped_while_the_wal_is_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    write_segment(
+        dir.path(),
+        "00000000",
+        &counter_and_gauge(),
+        &[vec![sample(1, 1000, 1.0), sample(2, 1000, 5.0)]],
+    );
+    let stats = Arc::new(Stats::default());
+    let tracker = Arc::new(DeliveryTracker::new(Default::default()));
+    let exporter = Exporter::start(
+        Arc::new(RecordingSink::default()),
+        ExportConfig::new("proj", 1).without_time_limits(),
+        &stats,
+        Some(tracker.clone()),
+    );
+    let progress = ReaderProgress {
+        tracker,
+        resume: Resume::default(),
+        start_after_ms: None,
+    };
+    let reader = table_reader(&exporter, &stats, progress)
+        .with_gc_interval(std::time::Duration::from_millis(100));
+    let options = prometheus_wal::FollowOptions {
+        poll_interval: std::time::Duration::from_millis(10),
+        ..Default::default()
+    };
+    let stop = options.stop.clone();
+    let mut follower = Follower::open(dir.path(), options).unwrap();
+    let running = tokio::task::spawn_blocking(move || reader.run(&mut follower));
+    let cached = || {
+        stats
+            .reader
+            .series_cached
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let wait = |want: u64| async move {
+        for _ in 0..300 {
+            if cached() == want {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    };
+    assert!(wait(2).await, "both series are read");
+
+    // Prometheus truncates: checkpoint.00000000 keeps only the gauge, and goes on writing
+    // nothing (a new, empty segment).
+    let cp = dir.path().join("checkpoint.00000000");
+    std::fs::create_dir(&cp).unwrap();
+    write_segment(&cp, "00000000", &counter_and_gauge()[..1], &[]);
+    std::fs::File::create(dir.path().join("00000001")).unwrap();
+    let collected = wait(1).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    running.await.unwrap().unwrap();
+    exporter.finish().await;
+    assert!(
+        collected,
+        "the counter, gone from the checkpoint, is still cached"
     );
 }

@@ -335,6 +335,14 @@ pub fn render(
         &[],
         c(&stats.reader.records_undecodable),
     );
+    w.single(
+        "prometheus_sidecar_series_cached",
+        Kind::Gauge,
+        "Series in the reader's cache: those Prometheus still had at its last checkpoint, and \
+         newer ones. Follows Prometheus's live series within a minute of each checkpoint.",
+        &[],
+        c(&stats.reader.series_cached),
+    );
     let follow = stats.wal_follow.snapshot();
     w.single(
         "prometheus_sidecar_wal_truncations_total",

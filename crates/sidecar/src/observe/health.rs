@@ -132,7 +132,9 @@ impl HealthMonitor {
         };
         let s = o.last;
         if !s.reading {
-            return Verdict::ok("starting: waiting for Prometheus to be ready");
+            return Verdict::ok(
+                "starting: waiting for the WAL directory's lock or for Prometheus (see /-/ready)",
+            );
         }
         let reader_stalled = now.saturating_duration_since(o.reader_progress_at);
         if reader_stalled > self.stall_after {
@@ -162,7 +164,12 @@ impl HealthMonitor {
 /// The readiness verdict: the pipeline is up end to end, i.e. the WAL is open, Prometheus
 /// answered `/-/ready`, and the API accepted a first batch.
 pub fn ready(stats: &Stats) -> Verdict {
-    if !stats.milestones.wal_open() {
+    if let Some(holder) = stats.milestones.lock_holder() {
+        Verdict::failing(format!(
+            "not ready: another sidecar ({holder}) is using the WAL directory; waiting for it \
+             to exit"
+        ))
+    } else if !stats.milestones.wal_open() {
         Verdict::failing("not ready: the WAL directory is not open yet")
     } else if !stats.milestones.prometheus_ready() {
         Verdict::failing("not ready: waiting for Prometheus to answer /-/ready")
@@ -213,7 +220,12 @@ mod tests {
             ..Snapshot::default()
         };
         let v = after(&[waiting; 10]);
-        assert!(v.ok && v.reason.contains("waiting for Prometheus"), "{v:?}");
+        assert!(
+            v.ok && v
+                .reason
+                .contains("waiting for the WAL directory's lock or for Prometheus"),
+            "{v:?}"
+        );
     }
 
     #[test]

@@ -192,7 +192,7 @@ fn write_atomically(
     name: &str,
     fill: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
 ) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
+    let tmp = super::temporary_path(dir, name);
     let file = File::create(&tmp)?;
     let mut w = BufWriter::with_capacity(1 << 16, &file);
     fill(&mut w)?;
@@ -468,7 +468,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         save(dir.path(), &sample()).unwrap();
         assert_eq!(load(dir.path()).unwrap(), LoadedProgress::Exact(sample()));
-        assert!(!dir.path().join("stackdriver_sidecar.state.tmp").exists());
+        assert!(!super::super::temporary_path(dir.path(), STATE_FILE).exists());
     }
 
     #[test]

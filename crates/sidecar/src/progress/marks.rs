@@ -146,7 +146,7 @@ impl DeliveryMarks {
     /// survive a crash before any new delivery).
     pub fn create(dir: &Path, initial: &[Option<Mark>]) -> io::Result<DeliveryMarks> {
         let path = dir.join(MARKS_FILE);
-        let tmp = dir.join(format!("{MARKS_FILE}.tmp"));
+        let tmp = super::temporary_path(dir, MARKS_FILE);
         let file = OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -176,8 +176,9 @@ impl DeliveryMarks {
         file.write_all_at(&bytes, 0)?;
         file.sync_all()?;
         std::fs::rename(&tmp, &path)?;
-        // SAFETY: the mapping is of a file this process just created under a name reserved for
-        // it, and only this process writes or resizes it while it runs; the length is fixed.
+        // SAFETY: the mapping is of a file this process just created under a temporary name of
+        // its own, and only this process (the holder of the WAL directory's lock) writes or
+        // resizes it while it runs; the length is fixed.
         let map = match unsafe { MmapMut::map_mut(&file) } {
             Ok(map) if map.len() == bytes.len() => Some(map),
             Ok(_) => None,

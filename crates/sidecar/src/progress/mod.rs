@@ -26,6 +26,35 @@ pub use marks::{DeliveryMarks, LoadedMarks, Mark};
 pub use slab::AckId;
 pub use tracker::{DeliveryTracker, HistogramAck, PointAck};
 
+/// The temporary name under which this process writes the progress file `name` of `dir` before
+/// renaming it into place: its own (the pid is in it), so no other process can replace or
+/// rename it half-written.
+pub fn temporary_path(dir: &std::path::Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.{}.tmp", std::process::id()))
+}
+
+/// Removes the temporary progress files a process killed while saving left in `dir`. Call only
+/// while holding the WAL directory's lock (no other sidecar is saving then).
+pub fn remove_stale_temporaries(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("stackdriver_sidecar.") && name.ends_with(".tmp") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::debug!(file = %entry.path().display(), "removed a stale temporary progress file")
+                }
+                Err(err) => {
+                    tracing::debug!(file = %entry.path().display(), error = %err, "could not remove a stale temporary progress file")
+                }
+            }
+        }
+    }
+}
+
 /// Where a run starts, from the saved progress.
 #[derive(Debug, Default)]
 pub struct Resume {
@@ -203,6 +232,29 @@ pub async fn run_keeper(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saves_write_under_a_temporary_name_of_their_own_and_stale_ones_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // Another process's save in progress, under a name both could have chosen.
+        let other = dir.path().join(format!("{}.tmp", file::STATE_FILE));
+        std::fs::write(&other, b"half written").unwrap();
+        file::save(dir.path(), &SavedProgress::default()).unwrap();
+        assert_eq!(std::fs::read(&other).unwrap(), b"half written");
+        let marks = DeliveryMarks::create(dir.path(), &[]).unwrap();
+        drop(marks);
+        remove_stale_temporaries(dir.path());
+        assert!(!other.exists());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [file::LEGACY_FILE, marks::MARKS_FILE, file::STATE_FILE]
+        );
+    }
 
     #[test]
     fn slow_saves_are_spaced_out_within_bounds() {

@@ -3,7 +3,9 @@
 //! When Prometheus writes `checkpoint.N`, it keeps there every series still alive; series whose
 //! records are in segments `<= N` and that are not in the checkpoint are gone for good. Dropping
 //! them keeps the cache (and the saved progress) the size of the live series set rather than of
-//! the WAL's history. Checked at most once a minute, from the reader's thread. This module must
+//! the WAL's history. Checked once a minute on the reader's thread, also while the WAL is quiet,
+//! before the next record's samples are resolved; only once the reader is past the checkpoint
+//! (the segments it replaced may still hold samples of the series it drops). This module must
 //! never touch samples.
 
 use std::path::PathBuf;
@@ -24,34 +26,43 @@ pub const GC_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct SeriesGc {
     dir: PathBuf,
+    interval: Duration,
     last_checkpoint: Option<u64>,
     next_check: Instant,
 }
 
 impl SeriesGc {
-    /// Starts after the checkpoint the follower read at start-up (if any).
-    pub fn new(dir: PathBuf) -> SeriesGc {
+    /// Starts after the checkpoint the follower read at start-up (if any); checks every
+    /// `interval`.
+    pub fn new(dir: PathBuf, interval: Duration) -> SeriesGc {
         let last_checkpoint = newest_checkpoint(&dir).ok().flatten().map(|c| c.index);
         SeriesGc {
             dir,
+            interval,
             last_checkpoint,
-            next_check: Instant::now() + GC_INTERVAL,
+            next_check: Instant::now() + interval,
         }
     }
 
-    /// Collects if the interval has passed and a newer checkpoint exists; returns how many series
-    /// were dropped.
+    /// When the next check is due.
+    pub fn next_check(&self) -> Instant {
+        self.next_check
+    }
+
+    /// Collects if the interval has passed and a newer checkpoint exists that the reader, now
+    /// in segment `reading`, is past; returns how many series were dropped.
     pub fn maybe_collect(
         &mut self,
         cache: &mut SeriesCache,
         tracker: &DeliveryTracker,
         now: Instant,
+        reading: u64,
     ) -> usize {
         if now < self.next_check {
             return 0;
         }
-        self.next_check = now + GC_INTERVAL;
-        match self.collect(cache, tracker) {
+        self.next_check = now + self.interval;
+        match self.collect(cache, tracker, reading) {
             Ok(n) => n,
             Err(err) => {
                 // The checkpoint may have been replaced under us; try again next time.
@@ -69,6 +80,7 @@ impl SeriesGc {
         &mut self,
         cache: &mut SeriesCache,
         tracker: &DeliveryTracker,
+        reading: u64,
     ) -> Result<usize, WalError> {
         let Some(checkpoint) = newest_checkpoint(&self.dir)? else {
             return Ok(0);
@@ -76,6 +88,8 @@ impl SeriesGc {
         if self
             .last_checkpoint
             .is_some_and(|last| checkpoint.index <= last)
+            // Still reading what it replaced: collected at a later check.
+            || checkpoint.index >= reading
         {
             return Ok(0);
         }
@@ -146,7 +160,7 @@ mod tests {
     fn a_new_checkpoint_drops_series_prometheus_no_longer_has() {
         let dir = tempfile::tempdir().unwrap();
         write_checkpoint(dir.path(), 1, &[1, 2, 3]);
-        let mut gc = SeriesGc::new(dir.path().to_path_buf());
+        let mut gc = SeriesGc::new(dir.path().to_path_buf(), GC_INTERVAL);
         let tracker = DeliveryTracker::new(WalPosition::default());
         let mut cache = SeriesCache::default();
         cache.insert(1, Vec::new(), 1); // from checkpoint.1, still alive
@@ -158,14 +172,17 @@ mod tests {
         }
         let later = Instant::now() + GC_INTERVAL;
         // The checkpoint read at start-up is not collected against again.
-        assert_eq!(gc.maybe_collect(&mut cache, &tracker, later), 0);
+        assert_eq!(gc.maybe_collect(&mut cache, &tracker, later, 4), 0);
         write_checkpoint(dir.path(), 3, &[1]);
         // Not before the interval.
-        assert_eq!(gc.maybe_collect(&mut cache, &tracker, later), 0);
-        assert_eq!(
-            gc.maybe_collect(&mut cache, &tracker, later + GC_INTERVAL),
-            2
-        );
+        assert_eq!(gc.maybe_collect(&mut cache, &tracker, later, 4), 0);
+        // Not while the reader is still in a segment the checkpoint replaced: it may hold
+        // samples of series 2 and 4 yet.
+        let later = later + GC_INTERVAL;
+        assert_eq!(gc.maybe_collect(&mut cache, &tracker, later, 3), 0);
+        assert_eq!(cache.len(), 4);
+        let later = later + GC_INTERVAL;
+        assert_eq!(gc.maybe_collect(&mut cache, &tracker, later, 4), 2);
         assert!(cache.get_mut(1).is_some() && cache.get_mut(5).is_some());
         assert!(cache.get_mut(2).is_none() && cache.get_mut(4).is_none());
         let mut saved: Vec<u64> = tracker

@@ -10,18 +10,18 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_wal::record::{
     RecordType, RefSample, RefSeries, decode_samples, decode_series, record_type,
 };
-use prometheus_wal::{Follower, RecordSource, WalError, WalPosition};
+use prometheus_wal::{Follower, Next, RecordSource, WalError, WalPosition};
 use tokio::runtime::Handle;
 
 use super::aggregator::{CounterAggregator, ExportSchedule};
 use super::convert::{Converter, Skipped};
 use super::delivery::{Bookkeeping, ReaderProgress};
-use super::gc::SeriesGc;
+use super::gc::{GC_INTERVAL, SeriesGc};
 use super::histogram::{HistogramRun, RunCollector};
 use super::lookup::{count_dropped, resolve_entry};
 use super::resolve::{Conversion, HistogramPart, Resolver, SeriesSources};
@@ -48,6 +48,8 @@ pub struct Reader<S> {
     aggregates: Option<(Arc<CounterAggregator>, ExportSchedule)>,
     /// Set at shutdown; the reader then stops waiting for Prometheus.
     stop: Option<Arc<AtomicBool>>,
+    /// How often the series cache is checked against Prometheus's newest checkpoint.
+    gc_interval: Duration,
 }
 
 /// Where converted points go, and what is recorded about them.
@@ -96,7 +98,15 @@ impl<S: SeriesSources> Reader<S> {
             },
             aggregates: None,
             stop: None,
+            gc_interval: GC_INTERVAL,
         }
+    }
+
+    /// Checks for a new checkpoint to collect the series cache against every `interval`
+    /// instead of every minute.
+    pub fn with_gc_interval(mut self, interval: Duration) -> Reader<S> {
+        self.gc_interval = interval;
+        self
     }
 
     /// Exports only the series `filter` selects (`--include`, `--filter`).
@@ -122,11 +132,22 @@ impl<S: SeriesSources> Reader<S> {
 
     /// Follows the WAL until stopped. Errors are those the follower cannot recover from.
     pub fn run(mut self, follower: &mut Follower) -> Result<ReaderExit, WalError> {
-        let mut gc = SeriesGc::new(follower.dir().to_path_buf());
-        while let Some(record) = follower.next_record()? {
+        let mut gc = SeriesGc::new(follower.dir().to_path_buf(), self.gc_interval);
+        loop {
+            // A collection that is due runs while the WAL is quiet, and before the next
+            // record's samples are resolved.
+            let record = match follower.next_record_before(gc.next_check())? {
+                Next::Record(record) => record,
+                Next::Idle => {
+                    self.collect_garbage(&mut gc, follower.segment());
+                    continue;
+                }
+                Next::End => break,
+            };
             let segment = match record.source {
                 RecordSource::Checkpoint(i) | RecordSource::Segment(i) => i,
             };
+            self.collect_garbage(&mut gc, segment);
             let position = record.position;
             self.out.stats.wal_record_read(position);
             let delivered_before = self.out.delivery.begin_record(record.source, position);
@@ -139,6 +160,8 @@ impl<S: SeriesSources> Reader<S> {
                     for s in self.series_buf.drain(..) {
                         self.cache.insert(s.series_ref, s.labels, segment);
                     }
+                    let cached = self.cache.len() as u64;
+                    self.out.stats.series_cached.store(cached, Relaxed);
                 }
                 RecordType::Samples if delivered_before => {
                     // Delivered by a previous run; its series records above are still read.
@@ -163,9 +186,18 @@ impl<S: SeriesSources> Reader<S> {
                 _ => {}
             }
             self.out.delivery.record_done(position);
-            gc.maybe_collect(&mut self.cache, self.out.delivery.tracker(), Instant::now());
         }
         Ok(ReaderExit::Stopped)
+    }
+
+    /// Drops the series Prometheus no longer has, if a check is due (the reader is in segment
+    /// `reading`).
+    fn collect_garbage(&mut self, gc: &mut SeriesGc, reading: u64) {
+        let tracker = self.out.delivery.tracker();
+        if gc.maybe_collect(&mut self.cache, tracker, Instant::now(), reading) > 0 {
+            let cached = self.cache.len() as u64;
+            self.out.stats.series_cached.store(cached, Relaxed);
+        }
     }
 
     fn undecodable(&self, err: &dyn std::fmt::Display, position: WalPosition) {

@@ -37,6 +37,8 @@ pub struct LagStats {
 /// The milestones of start-up that readiness depends on.
 #[derive(Debug, Default)]
 pub struct Milestones {
+    /// Who holds the WAL directory's lock while this process waits for it.
+    lock_holder: std::sync::Mutex<Option<String>>,
     /// The WAL directory was opened.
     wal_open: AtomicBool,
     /// Prometheus answered `/-/ready` and reading has begun.
@@ -44,6 +46,18 @@ pub struct Milestones {
 }
 
 impl Milestones {
+    /// This process waits for the WAL directory's lock, held by `holder`; `None` once it has it.
+    pub fn waiting_for_lock(&self, holder: Option<String>) {
+        if let Ok(mut h) = self.lock_holder.lock() {
+            *h = holder;
+        }
+    }
+
+    /// Who holds the WAL directory's lock while this process waits for it.
+    pub fn lock_holder(&self) -> Option<String> {
+        self.lock_holder.lock().ok().and_then(|h| h.clone())
+    }
+
     /// The WAL directory is open.
     pub fn mark_wal_open(&self) {
         self.wal_open.store(true, Relaxed);

@@ -148,6 +148,9 @@ pub struct ReaderStats {
     skipped: [AtomicU64; SampleSkip::ALL.len()],
     /// WAL records that could not be decoded.
     pub records_undecodable: AtomicU64,
+    /// Series in the reader's cache now (those Prometheus still has, as of its last checkpoint
+    /// the cache was collected against, and any newer ones).
+    pub series_cached: AtomicU64,
     /// Series not exported, by reason; a series is counted once per reason it gets, not per
     /// attempt.
     series_dropped: [AtomicU64; DropReason::ALL.len()],

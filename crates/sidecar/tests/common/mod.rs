@@ -121,6 +121,11 @@ impl Child {
         }
     }
 
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&mut self) {
         self.signal("TERM");
