@@ -93,6 +93,9 @@ pub struct FollowStats {
     /// Segments never read (or, for the one holding the resume position, not read to the end)
     /// because they were deleted before this follower reached them.
     pub segments_skipped: u64,
+    /// The segment opened last: once it is after the segment of the last record returned, that
+    /// segment was read to its end (its padding included).
+    pub segment: u64,
 }
 
 /// The live counts behind [`FollowStats`], updated by the follower and readable from any thread.
@@ -105,6 +108,7 @@ pub struct FollowCounters {
     torn_tail_bytes: AtomicU64,
     truncation_restarts: AtomicU64,
     segments_skipped: AtomicU64,
+    segment: AtomicU64,
 }
 
 impl FollowCounters {
@@ -119,6 +123,7 @@ impl FollowCounters {
             torn_tail_bytes: get(&self.torn_tail_bytes),
             truncation_restarts: get(&self.truncation_restarts),
             segments_skipped: get(&self.segments_skipped),
+            segment: get(&self.segment),
         }
     }
 
@@ -486,6 +491,10 @@ impl Follower {
         match SegmentReader::open(&seg.path) {
             Ok(r) => {
                 tracing::debug!(segment = %seg.path.display(), "reading WAL segment");
+                self.opts
+                    .counters
+                    .segment
+                    .store(seg.index, Ordering::Relaxed);
                 self.reader = Some(r);
                 self.state = State::Segment {
                     index: seg.index,

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
+use prometheus_wal::WalPosition;
+
 use crate::shutdown::Shutdown;
 
 use super::health::{HealthMonitor, Snapshot};
@@ -40,6 +42,25 @@ pub fn lag_seconds(lag_bytes: u64, newest_sample_ms: Option<i64>, now: SystemTim
         Some(t) if lag_bytes > 0 => (unix_millis(now) as i64 - t).max(0) as f64 / 1e3,
         _ => 0.0,
     }
+}
+
+/// Unread bytes of the WAL in `dir` for a reader whose last record ended at `read` and whose
+/// follower has opened segment `following`: once the follower is past the segment of `read`, the
+/// rest of that segment (the zero padding of its last page) was read, not skipped.
+pub fn unread_bytes(
+    dir: &std::path::Path,
+    read: WalPosition,
+    following: u64,
+) -> Result<u64, prometheus_wal::WalError> {
+    let from = if following > read.segment {
+        WalPosition {
+            segment: following,
+            offset: 0,
+        }
+    } else {
+        read
+    };
+    prometheus_wal::bytes_after(dir, from)
 }
 
 /// What the catch-up log says at one measurement.
@@ -112,10 +133,11 @@ pub async fn run(
             _ = shutdown.triggered() => return,
         }
         let position = stats.reader.wal_position();
+        let following = stats.wal_follow.snapshot().segment;
         let dir = wal_dir.clone();
         let sizes = tokio::task::spawn_blocking(move || {
             Ok::<_, prometheus_wal::WalError>((
-                prometheus_wal::bytes_after(&dir, position)?,
+                unread_bytes(&dir, position, following)?,
                 prometheus_wal::wal_size(&dir)?,
             ))
         })
@@ -178,6 +200,41 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_segments_padding_is_not_unread_once_the_follower_is_past_it() {
+        use prometheus_wal::writer::SegmentWriter;
+        use prometheus_wal::{Codec, FollowOptions, Follower, Next};
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("00000000")).unwrap();
+        let mut w = SegmentWriter::new(file, Codec::None);
+        w.log(b"only record").unwrap();
+        // Closed by a rotation: the last page is padded with zeros.
+        w.close().unwrap();
+        std::fs::File::create(dir.path().join("00000001")).unwrap();
+        let options = FollowOptions {
+            poll_interval: Duration::from_millis(5),
+            ..FollowOptions::default()
+        };
+        let counters = options.counters.clone();
+        let mut follower = Follower::open(dir.path(), options).unwrap();
+        let soon = || Instant::now() + Duration::from_millis(50);
+        let read = match follower.next_record_before(soon()).unwrap() {
+            Next::Record(r) => r.position,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            follower.next_record_before(soon()).unwrap(),
+            Next::Idle
+        ));
+        let padding = prometheus_wal::bytes_after(dir.path(), read).unwrap();
+        assert!(padding > 30_000, "{padding}");
+        let following = counters.snapshot().segment;
+        assert_eq!(following, 1);
+        assert_eq!(unread_bytes(dir.path(), read, following).unwrap(), 0);
+        // Still inside segment 0: its rest is unread.
+        assert_eq!(unread_bytes(dir.path(), read, 0).unwrap(), padding);
+    }
 
     #[test]
     fn lag_in_seconds_is_the_age_of_the_newest_sample_read_while_behind() {
