@@ -122,6 +122,15 @@ fn invalid_values_exit_2_naming_the_flag() {
             &["--stackdriver.max-shards=many"][..],
             "--stackdriver.max-shards",
         ),
+        // Every point would be refused: a domain clients cannot write, a malformed path.
+        (
+            &["--stackdriver.metrics-prefix=test.googleapis.com/prometheus"][..],
+            "--stackdriver.metrics-prefix",
+        ),
+        (
+            &["--stackdriver.metrics-prefix=custom.googleapis.com/prom/"][..],
+            "--stackdriver.metrics-prefix",
+        ),
     ] {
         let mut all = vec!["--stackdriver.project-id=p"];
         if !args[0].starts_with("--stackdriver.api-address") {

@@ -135,6 +135,12 @@ impl Config {
         } else {
             flags.metrics_prefix.clone()
         };
+        crate::model::validate::check_metric_prefix(&metrics_prefix).map_err(|message| {
+            ConfigError {
+                flag: "--stackdriver.metrics-prefix",
+                message,
+            }
+        })?;
         let mut static_labels: Labels = [
             (static_label::PROJECT_ID, project_id.as_str()),
             (
@@ -451,6 +457,38 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.contains("--stackdriver.api-address"), "{err}");
+    }
+
+    #[test]
+    fn a_metrics_prefix_every_point_would_be_refused_for_is_refused() {
+        let prefix = |p: &str| parse(&["--stackdriver.project-id=p", p]);
+        let err = prefix("--stackdriver.metrics-prefix=test.googleapis.com/x").unwrap_err();
+        assert!(err.contains("--stackdriver.metrics-prefix"), "{err}");
+        assert!(err.contains("\"test.googleapis.com\""), "{err}");
+        assert!(
+            err.contains("custom.googleapis.com, external.googleapis.com"),
+            "{err}"
+        );
+        for bad in [
+            "custom.googleapis.com/a//b",
+            "custom.googleapis.com/a/",
+            "custom.googleapis.com/a:b",
+        ] {
+            let err = prefix(&format!("--stackdriver.metrics-prefix={bad}")).unwrap_err();
+            assert!(
+                err.contains("not a valid metric type prefix"),
+                "{bad}: {err}"
+            );
+        }
+        for good in [
+            "custom.googleapis.com",
+            "external.googleapis.com/prometheus",
+            "workload.googleapis.com/a.b-c/d",
+            "prometheus.googleapis.com/rules:x",
+        ] {
+            let c = prefix(&format!("--stackdriver.metrics-prefix={good}")).unwrap();
+            assert_eq!(c.metrics_prefix, good);
+        }
     }
 
     #[test]

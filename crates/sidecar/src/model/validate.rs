@@ -164,17 +164,48 @@ pub fn check_age(end_ms: i64, now_ms: i64, limits: TimeLimits) -> Result<(), Inv
 /// empty segment (colons only under `prometheus.googleapis.com`).
 fn check_metric_type(metric_type: &str) -> Result<(), Invalid> {
     let (domain, path) = metric_type.split_once('/').ok_or(Invalid::MetricType)?;
-    let colons = domain == PROMETHEUS_DOMAIN;
-    let path_ok = !path.is_empty()
-        && path.split('/').all(|segment| !segment.is_empty())
-        && path.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/') || (c == ':' && colons)
-        });
-    if path_ok && WRITABLE_DOMAINS.contains(&domain) {
+    if metric_path_ok(path, domain == PROMETHEUS_DOMAIN) && WRITABLE_DOMAINS.contains(&domain) {
         Ok(())
     } else {
         Err(Invalid::MetricType)
     }
+}
+
+/// Checks a prefix that metric types are made of as `<prefix>/<name>`: every metric type made
+/// from it would be refused when its domain is not one clients may write to, or its path is
+/// malformed. The error says which, for the operator.
+pub fn check_metric_prefix(prefix: &str) -> Result<(), String> {
+    let domain = prefix.split('/').next().unwrap_or_default();
+    if !WRITABLE_DOMAINS.contains(&domain) {
+        return Err(format!(
+            "metric types under {domain:?} cannot be written by clients: Cloud Monitoring would \
+             refuse every point; use one of {} (external.googleapis.com/prometheus is the \
+             default)",
+            WRITABLE_DOMAINS.join(", ")
+        ));
+    }
+    check_metric_type(&format!("{prefix}/name")).map_err(|_| {
+        format!(
+            "{prefix:?} is not a valid metric type prefix: after the domain, only letters, \
+             digits, '_', '.', '-' and '/' (and ':' under {PROMETHEUS_DOMAIN}), with no empty \
+             segment and no trailing '/'"
+        )
+    })
+}
+
+/// Whether `name` (a metric name, or a path of them) may follow a metric type prefix whose
+/// domain is `domain`: the path rule of [`check_metric_type`].
+pub fn metric_name_ok(domain: &str, name: &str) -> bool {
+    metric_path_ok(name, domain == PROMETHEUS_DOMAIN)
+}
+
+/// Letters, digits, `_`, `.`, `-` and `/` (and `:` when `colons`), with no empty segment.
+fn metric_path_ok(path: &str, colons: bool) -> bool {
+    !path.is_empty()
+        && path.split('/').all(|segment| !segment.is_empty())
+        && path.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/') || (c == ':' && colons)
+        })
 }
 
 /// Keys `[A-Za-z][A-Za-z0-9_]*` of at most 100 bytes; values of at most 1024 bytes.

@@ -82,7 +82,17 @@ pub(super) fn count_dropped(stats: &ReaderStats, reason: DropReason, entry: &Ser
     let shown = display_labels(&entry.labels.to_labels());
     stats.remember_dropped_example(reason, shown.clone());
     let n = stats.series_dropped_count(reason);
-    if n <= EXAMPLES_PER_REASON {
+    if reason == DropReason::InvalidMetricName && n <= EXAMPLES_PER_REASON {
+        // Never written whatever Prometheus answers: say so loudly, with the fix.
+        tracing::warn!(
+            reason = reason.as_str(),
+            series = %shown,
+            example = n,
+            "series not exported: Cloud Monitoring refuses its metric type (a ':' is only \
+             allowed under prometheus.googleapis.com); give the metric a name without colons \
+             in metric_renames of the --config-file (only the first few examples are logged)"
+        );
+    } else if n <= EXAMPLES_PER_REASON {
         tracing::info!(
             reason = reason.as_str(),
             series = %shown,

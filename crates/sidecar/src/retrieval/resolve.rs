@@ -14,6 +14,7 @@ use prometheus_wal::Label;
 use super::resource::resolve_resource;
 use crate::metadata::{MetricMetadata, MetricType, ValueType, strip_suffix};
 use crate::model::intern::Interner;
+use crate::model::validate;
 use crate::model::{PointKind, SeriesPrototype};
 use crate::stats::DropReason;
 use crate::targets::{Target, drop_target_labels};
@@ -180,6 +181,13 @@ impl<S: SeriesSources> Resolver<S> {
             .renames
             .get(naming.metric_name)
             .map_or(naming.metric_name, String::as_str);
+        // The prefix was checked at start-up; a name Cloud Monitoring refuses under it (a
+        // recording rule's colon outside prometheus.googleapis.com, a rename's odd character)
+        // is decided once for the series rather than refused point by point.
+        let domain = self.metrics_prefix.split('/').next().unwrap_or_default();
+        if !validate::metric_name_ok(domain, metric_name) {
+            return Ok(Resolution::Dropped(DropReason::InvalidMetricName));
+        }
         let prototype = SeriesPrototype::new(
             format!("{}/{}", self.metrics_prefix, metric_name),
             &metric_labels,
@@ -509,6 +517,33 @@ mod tests {
                 "le={le:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_recording_rules_colon_is_dropped_once_for_the_series_outside_the_prometheus_domain() {
+        let entries = [("job:requests:rate5m", MetricType::Gauge, UNSPECIFIED)];
+        let r = resolver(&entries);
+        assert_eq!(
+            resolve(&r, "job:requests:rate5m", &[]),
+            Resolution::Dropped(DropReason::InvalidMetricName)
+        );
+        let gmp = Resolver::new(
+            Table::new(&entries),
+            "prometheus.googleapis.com".into(),
+            false,
+        );
+        let s = resolved(resolve(&gmp, "job:requests:rate5m", &[]));
+        assert_eq!(
+            s.prototype.metric_type(),
+            "prometheus.googleapis.com/job:requests:rate5m"
+        );
+        // Renamed without colons, it is written.
+        let renamed = resolver(&entries).with_renames(HashMap::from([(
+            "job:requests:rate5m".to_string(),
+            "job_requests_rate5m".to_string(),
+        )]));
+        let s = resolved(resolve(&renamed, "job:requests:rate5m", &[]));
+        assert_eq!(s.prototype.metric_type(), "p/job_requests_rate5m");
     }
 
     #[test]

@@ -28,11 +28,14 @@ pub enum DropReason {
     Filtered,
     /// A histogram bucket whose `le` label is not a number.
     InvalidBucketBound,
+    /// The metric type made of the prefix and the metric name is one Cloud Monitoring refuses
+    /// (a recording rule's colon outside `prometheus.googleapis.com`).
+    InvalidMetricName,
 }
 
 impl DropReason {
     /// All reasons, in display order.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::TargetNotFound,
         DropReason::UnknownResource,
         DropReason::TooManyLabels,
@@ -40,6 +43,7 @@ impl DropReason {
         DropReason::UnsupportedType,
         DropReason::Filtered,
         DropReason::InvalidBucketBound,
+        DropReason::InvalidMetricName,
     ];
 
     /// The `reason` label value.
@@ -52,6 +56,7 @@ impl DropReason {
             DropReason::UnsupportedType => "unsupported_type",
             DropReason::Filtered => "filtered",
             DropReason::InvalidBucketBound => "invalid_bucket_bound",
+            DropReason::InvalidMetricName => "invalid_metric_name",
         }
     }
 

@@ -668,7 +668,7 @@ mod tests {
 
     #[test]
     fn values_are_html_escaped() {
-        let c = config(&["--stackdriver.metrics-prefix=<b>x</b>&"]);
+        let c = config(&["--stackdriver.generic.namespace=<b>x</b>&"]);
         let (state, page) = state(StatusPage::new(&c, |_| None));
         let html = render(&page, &state, SystemTime::now());
         assert!(html.contains("<td>&lt;b&gt;x&lt;/b&gt;&amp;</td>"));
