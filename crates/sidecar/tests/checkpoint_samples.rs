@@ -19,8 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::fake_prometheus::{self, gauge_series, now_ms, scrape};
-use common::{Child, TestEmulator, free_port, scrape_value, start_emulator_with, wait_for};
-use gcm_emulator::EmulatorConfig;
+use common::{Child, TestEmulator, free_port, scrape_value, start_quiet_emulator, wait_for};
 use prometheus_wal::record::encode::{encode_samples, encode_series};
 use prometheus_wal::writer::SegmentWriter;
 use prometheus_wal::{Codec, RefSeries};
@@ -116,14 +115,6 @@ fn sidecar(dir: &Path, wal: &Path, prometheus: &str, api: &TestEmulator, web: &s
     )
 }
 
-async fn emulator() -> TestEmulator {
-    start_emulator_with(EmulatorConfig {
-        summary_interval: None,
-        ..EmulatorConfig::default()
-    })
-    .await
-}
-
 /// The scrape rounds that arrived, per series (label `n`), in arrival order.
 fn arrived(api: &TestEmulator, wal: &Wal) -> BTreeMap<String, Vec<usize>> {
     let mut out = BTreeMap::new();
@@ -171,7 +162,7 @@ async fn a_truncation_before_the_first_read_delivers_the_checkpoints_samples() {
     }
     let ready = Arc::new(AtomicBool::new(false));
     let prometheus = fake_prometheus::serve_api_ready_when(&[METRIC], ready.clone()).await;
-    let api = emulator().await;
+    let api = start_quiet_emulator().await;
     let web = format!("127.0.0.1:{}", free_port());
     let child = sidecar(dir.path(), &wal.dir, &prometheus.uri(), &api, &web);
     wait_for(Duration::from_secs(30), || {
@@ -207,7 +198,7 @@ async fn a_truncation_while_stopped_delivers_the_checkpoints_samples() {
     // and 1), then segments.
     wal.truncate(1, 3);
     let prometheus = fake_prometheus::serve_api(&[METRIC]).await;
-    let api = emulator().await;
+    let api = start_quiet_emulator().await;
     let web = format!("127.0.0.1:{}", free_port());
     let mut child = sidecar(dir.path(), &wal.dir, &prometheus.uri(), &api, &web);
     assert_arrived(&api, &wal, &(3..10).collect::<Vec<_>>(), || {

@@ -9,8 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::fake_prometheus::{self, gauge_series, now_ms, scrape};
-use common::{Child, TestEmulator, free_port, http_get, start_emulator_with, wait_for};
-use gcm_emulator::EmulatorConfig;
+use common::{Child, TestEmulator, free_port, http_get, start_quiet_emulator, wait_for};
 use prometheus_wal::record::encode::{encode_samples, encode_series};
 use prometheus_wal::writer::SegmentWriter;
 use prometheus_wal::{Codec, RefSeries};
@@ -62,11 +61,7 @@ async fn a_second_sidecar_waits_for_the_first_and_takes_over_without_loss_or_rep
     let t0 = now_ms() - 3_600_000;
     segment(&wal, 0, &series, t0);
     let prometheus = fake_prometheus::serve_api(&[METRIC]).await;
-    let api = start_emulator_with(EmulatorConfig {
-        summary_interval: None,
-        ..EmulatorConfig::default()
-    })
-    .await;
+    let api = start_quiet_emulator().await;
     let accepted = || api.emulator.store().stats().points_accepted;
     let per_segment = (SERIES * ROUNDS_PER_SEGMENT) as u64;
 

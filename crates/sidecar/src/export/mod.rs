@@ -10,6 +10,7 @@ pub mod client;
 mod deliveries;
 pub(crate) mod files;
 pub(crate) mod queue;
+mod refused;
 pub(crate) mod request;
 mod retry;
 pub(crate) mod router;

@@ -95,6 +95,7 @@ impl Exporter {
             tracker,
             idle,
             pool: pool.clone(),
+            refused: Arc::default(),
         };
         let spawn_on = runtime.clone();
         let spawn: Box<Spawner> =

@@ -16,6 +16,7 @@ use super::batch::{Batch, Entry};
 use super::client::{SendError, TimeSeriesSink};
 use super::deliveries::Deliveries;
 use super::queue::{CHUNK_POINTS, Chunk, ChunkPool, QueuedPoint, chunks_per_queue, queue_points};
+use super::refused::{self, RefusedSeries};
 use super::request::RequestBuilder;
 use super::retry::{Jitter, NextStep, Retries, WarnEvery};
 use super::settings::ExportConfig;
@@ -53,6 +54,7 @@ pub(super) fn spawn_shard<S: TimeSeriesSink>(
         batch: Batch::with_capacity(config.max_batch),
         jitter: Jitter::new(index),
         retry_warning: WarnEvery::default(),
+        refused: parts.refused.clone(),
     };
     (tx, runtime.spawn(shard.run()))
 }
@@ -67,6 +69,8 @@ pub(super) struct ShardParts<S> {
     pub idle: tokio::sync::watch::Receiver<u64>,
     /// Where emptied chunks go back to.
     pub pool: Arc<ChunkPool>,
+    /// Series the API refused lately, shared by every shard (a reshard moves series).
+    pub refused: Arc<RefusedSeries>,
 }
 
 /// A shard's state. A batch holds at most `max_batch` distinct series and never two points of
@@ -95,6 +99,7 @@ struct Shard<S> {
     jitter: Jitter,
     /// Limits warnings about retried requests.
     retry_warning: WarnEvery,
+    refused: Arc<RefusedSeries>,
 }
 
 impl<S: TimeSeriesSink> Shard<S> {
@@ -191,6 +196,14 @@ impl<S: TimeSeriesSink> Shard<S> {
                 }
             }
         }
+        let refused = self.refused.refused_among(
+            std::time::Instant::now(),
+            valid.iter().map(|i| (*i, batch[*i].series.hash)),
+        );
+        if !refused.is_empty() {
+            valid.retain(|i| !refused.contains(i));
+            self.drop_points(ExportDrop::SeriesRefused, refused.len() as u64);
+        }
         self.deliver(&batch, valid).await;
         self.deliveries.record(&mut batch);
     }
@@ -233,6 +246,9 @@ impl<S: TimeSeriesSink> Shard<S> {
                     }
                     Err(err) => err,
                 };
+                if err.code == tonic::Code::InvalidArgument {
+                    self.remember_refused(batch, &group, &err.message);
+                }
                 match retries.after(&err, group.len(), &mut self.jitter) {
                     NextStep::Retry(wait) => {
                         self.stats.send_retried();
@@ -296,6 +312,25 @@ impl<S: TimeSeriesSink> Shard<S> {
                 }
                 break;
             }
+        }
+    }
+
+    /// Remembers the series of the request `group` that `message` refuses for their own fields,
+    /// so that their next points are dropped before sending rather than refused (and bisected)
+    /// again.
+    fn remember_refused(&self, batch: &[Entry], group: &[usize], message: &str) {
+        let now = std::time::Instant::now();
+        for position in refused::refused_positions(message, group.len()) {
+            let series = &batch[group[position]].series;
+            self.refused.remember(series.hash, now);
+            tracing::warn!(
+                shard = self.index,
+                metric = %series.metric_type(),
+                error = %message,
+                drop_for = ?refused::REMEMBER_FOR,
+                "the Monitoring API refused a series for its own fields; its points are dropped \
+                 without sending for a while (counted as series_refused)"
+            );
         }
     }
 
@@ -663,6 +698,66 @@ mod tests {
         assert_eq!(drops(&stats, ExportDrop::Rejected), 2);
         let codes = stats.export.point_status_counts();
         assert_eq!((codes[0], codes[Code::InvalidArgument as usize]), (3, 2));
+    }
+
+    /// Ten scrapes of 20 good series and two bad ones, each request holding a bad one refused
+    /// as a whole with `message`: returns the refused requests and the stats.
+    async fn ten_scrapes_with_two_bad_series(message: fn(usize) -> String) -> (usize, Arc<Stats>) {
+        let sink = ScriptedSink::new(move |r| {
+            let failures: Vec<String> = (r.time_series.iter().enumerate())
+                .filter(|(_, ts)| label(ts).starts_with("bad"))
+                .map(|(i, _)| message(i))
+                .collect();
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(Status::invalid_argument(format!(
+                    "One or more TimeSeries could not be written: {}",
+                    failures.join("; ")
+                )))
+            }
+        });
+        let mut labels: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+        labels.insert(5, "bad1".into());
+        labels.insert(15, "bad2".into());
+        let all: Vec<SharedPrototype> = labels.iter().map(|l| series("m", l)).collect();
+        let t = now() - 100_000;
+        let points = (0..10)
+            .flat_map(|scrape| all.iter().map(move |s| point(s, t + scrape * 10_000, 1.0)))
+            .collect();
+        let stats = run(sink.clone(), config(), points).await;
+        assert_eq!(
+            sink.accepted_series().len(),
+            200,
+            "every good point arrives"
+        );
+        let refused = *sink.attempts.lock().unwrap() - sink.accepted.lock().unwrap().len();
+        (refused, stats)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_series_refused_for_its_own_fields_is_not_bisected_again() {
+        let (refused, stats) = ten_scrapes_with_two_bad_series(|i| {
+            format!(
+                "Field timeSeries[{i}].metric.labels[0] had an invalid value of \"bad\": Label \
+                 value is invalid.: timeSeries[{i}]"
+            )
+        })
+        .await;
+        // The first scrape's request names both series; later scrapes drop their points before
+        // sending.
+        assert!(refused <= 10, "{refused} refused requests");
+        assert_eq!(drops(&stats, ExportDrop::Rejected), 2);
+        assert_eq!(drops(&stats, ExportDrop::SeriesRefused), 18);
+
+        // A refusal of the point (its interval) says nothing of the next point: not remembered.
+        let (refused, stats) = ten_scrapes_with_two_bad_series(|i| {
+            format!("Field timeSeries[{i}].points[0].interval.end_time had an invalid value")
+        })
+        .await;
+        assert!(refused > 50, "{refused} refused requests");
+        assert_eq!(drops(&stats, ExportDrop::Rejected), 20);
+        assert_eq!(drops(&stats, ExportDrop::SeriesRefused), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,11 +17,14 @@ pub enum ExportDrop {
     RetryBudgetExhausted,
     /// The API refused the point for good; the status codes are in `point_count{status}`.
     Rejected,
+    /// A point of a series the API refused lately for a field of the series (its metric type,
+    /// labels, kind or resource): dropped without sending, as the API would refuse it again.
+    SeriesRefused,
 }
 
 impl ExportDrop {
     /// Every reason, in display order.
-    pub const ALL: [ExportDrop; 9] = [
+    pub const ALL: [ExportDrop; 10] = [
         ExportDrop::Invalid(Invalid::MetricType),
         ExportDrop::Invalid(Invalid::Label),
         ExportDrop::Invalid(Invalid::Resource),
@@ -31,6 +34,7 @@ impl ExportDrop {
         ExportDrop::Invalid(Invalid::InFuture),
         ExportDrop::RetryBudgetExhausted,
         ExportDrop::Rejected,
+        ExportDrop::SeriesRefused,
     ];
 
     /// The `reason` label value.
@@ -39,6 +43,7 @@ impl ExportDrop {
             ExportDrop::Invalid(reason) => reason.as_str(),
             ExportDrop::RetryBudgetExhausted => "retry_budget_exhausted",
             ExportDrop::Rejected => "rejected",
+            ExportDrop::SeriesRefused => "series_refused",
         }
     }
 

@@ -180,6 +180,15 @@ pub struct TestEmulator {
     _running: gcm_emulator::RunningEmulator,
 }
 
+/// Starts the emulator in this process with the default rules, without its periodic log line.
+pub async fn start_quiet_emulator() -> TestEmulator {
+    start_emulator_with(gcm_emulator::EmulatorConfig {
+        summary_interval: None,
+        ..gcm_emulator::EmulatorConfig::default()
+    })
+    .await
+}
+
 /// Starts the emulator in this process.
 pub async fn start_emulator() -> TestEmulator {
     start_emulator_with(gcm_emulator::EmulatorConfig::default()).await
