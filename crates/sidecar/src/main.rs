@@ -213,6 +213,15 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
         config.file.aggregated_counters.clone(),
         &config.project_id,
     ));
+    if !aggregator.is_empty()
+        && let Some(saved) = progress::aggregates::load(&config.wal_directory)
+    {
+        tracing::info!(
+            inputs = saved.inputs.len(),
+            "aggregated counters continue from their saved totals"
+        );
+        aggregator.restore(&saved);
+    }
     web.show_aggregates(aggregator.clone());
     tracing::info!(url = %config.prometheus_url, "waiting for Prometheus to be ready");
     if api.wait_ready(&shutdown).await.is_err() {

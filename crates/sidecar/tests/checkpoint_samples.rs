@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::fake_prometheus::{self, gauge_series, now_ms, scrape};
-use common::{Child, TestEmulator, free_port, scrape_value, start_quiet_emulator, wait_for};
+use common::{
+    Child, SidecarSetup, TestEmulator, free_port, scrape_value, start_quiet_emulator, wait_for,
+};
 use prometheus_wal::record::encode::{encode_samples, encode_series};
 use prometheus_wal::writer::SegmentWriter;
 use prometheus_wal::{Codec, RefSeries};
@@ -99,20 +101,8 @@ impl Wal {
 }
 
 fn sidecar(dir: &Path, wal: &Path, prometheus: &str, api: &TestEmulator, web: &str) -> Child {
-    Child::spawn(
-        Path::new(env!("CARGO_BIN_EXE_stackdriver-prometheus-sidecar")),
-        &[
-            &format!("--stackdriver.project-id={PROJECT}"),
-            &format!("--stackdriver.api-address=http://{}/?auth=false", api.addr),
-            "--stackdriver.generic.location=here",
-            "--stackdriver.generic.namespace=checkpoints",
-            &format!("--prometheus.wal-directory={}", wal.display()),
-            &format!("--prometheus.api-address={prometheus}/"),
-            &format!("--web.listen-address={web}"),
-            "--log.level=debug",
-        ],
-        &dir.join("sidecar.log"),
-    )
+    let setup = SidecarSetup::new(PROJECT, api, wal, prometheus, web);
+    setup.spawn(&["--log.level=debug"], &dir.join("sidecar.log"))
 }
 
 /// The scrape rounds that arrived, per series (label `n`), in arrival order.

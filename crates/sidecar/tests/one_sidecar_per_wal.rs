@@ -8,11 +8,11 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::fake_prometheus::{self, gauge_series, now_ms, scrape};
-use common::{Child, TestEmulator, free_port, http_get, start_quiet_emulator, wait_for};
-use prometheus_wal::record::encode::{encode_samples, encode_series};
-use prometheus_wal::writer::SegmentWriter;
-use prometheus_wal::{Codec, RefSeries};
+use common::fake_prometheus::{self, gauge_series, now_ms, write_gauge_segment};
+use common::{
+    Child, SidecarSetup, TestEmulator, free_port, http_get, start_quiet_emulator, wait_for,
+};
+use prometheus_wal::RefSeries;
 
 const PROJECT: &str = "onewal";
 const METRIC: &str = "lock_gauge";
@@ -21,35 +21,14 @@ const ROUNDS_PER_SEGMENT: usize = 3;
 
 /// Writes segment `index`: the series first in segment 0, then three scrapes 10 s apart.
 fn segment(wal: &Path, index: usize, series: &[RefSeries], t0: i64) {
-    let file = std::fs::File::create(wal.join(format!("{index:08}"))).unwrap();
-    let mut w = SegmentWriter::new(file, Codec::Snappy);
-    let mut buf = Vec::new();
-    if index == 0 {
-        encode_series(series, &mut buf);
-        w.log(&buf).unwrap();
-    }
-    for r in index * ROUNDS_PER_SEGMENT..(index + 1) * ROUNDS_PER_SEGMENT {
-        buf.clear();
-        encode_samples(&scrape(series, t0 + r as i64 * 10_000, r as f64), &mut buf);
-        w.log(&buf).unwrap();
-    }
-    w.close().unwrap();
+    let rounds = index * ROUNDS_PER_SEGMENT..(index + 1) * ROUNDS_PER_SEGMENT;
+    write_gauge_segment(wal, index as u64, series, rounds, t0, index == 0);
 }
 
 fn sidecar(dir: &Path, name: &str, prometheus: &str, api: &TestEmulator, web: &str) -> Child {
-    Child::spawn(
-        Path::new(env!("CARGO_BIN_EXE_stackdriver-prometheus-sidecar")),
-        &[
-            &format!("--stackdriver.project-id={PROJECT}"),
-            &format!("--stackdriver.api-address=http://{}/?auth=false", api.addr),
-            "--stackdriver.generic.location=here",
-            "--stackdriver.generic.namespace=onewal",
-            &format!("--prometheus.wal-directory={}", dir.join("wal").display()),
-            &format!("--prometheus.api-address={prometheus}/"),
-            &format!("--web.listen-address={web}"),
-        ],
-        &dir.join(format!("{name}.log")),
-    )
+    let wal = dir.join("wal");
+    let setup = SidecarSetup::new(PROJECT, api, &wal, prometheus, web);
+    setup.spawn(&[], &dir.join(format!("{name}.log")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,13 +76,7 @@ async fn a_second_sidecar_waits_for_the_first_and_takes_over_without_loss_or_rep
     );
 
     // The first exits (a rolling update's SIGTERM); the second takes over from its progress.
-    first.terminate();
-    assert_eq!(
-        first.wait(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        first.log_tail(20)
-    );
+    first.stop_gracefully();
     segment(&wal, 2, &series, t0);
     wait_for(Duration::from_secs(30), || accepted() >= 3 * per_segment).await;
     wait_for(Duration::from_secs(10), || {

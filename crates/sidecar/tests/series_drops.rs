@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::fake_prometheus::{self, now_ms, write_gauge_wal};
 use common::{
-    Child, TestEmulator, free_port, http_get, scrape_value, start_quiet_emulator, wait_for,
+    Child, SidecarSetup, TestEmulator, free_port, http_get, scrape_value, start_quiet_emulator,
+    wait_for,
 };
 use gcm_api::api::metric_descriptor::{MetricKind, ValueType};
 use gcm_api::api::{Metric, MonitoredResource};
@@ -25,19 +26,8 @@ const RULE: &str = "job:requests:rate5m";
 const PROJECT: &str = "drops";
 
 fn sidecar(dir: &Path, wal: &Path, prometheus: &str, api: &TestEmulator, web: &str) -> Child {
-    Child::spawn(
-        Path::new(env!("CARGO_BIN_EXE_stackdriver-prometheus-sidecar")),
-        &[
-            &format!("--stackdriver.project-id={PROJECT}"),
-            &format!("--stackdriver.api-address=http://{}/?auth=false", api.addr),
-            "--stackdriver.generic.location=here",
-            "--stackdriver.generic.namespace=drops",
-            &format!("--prometheus.wal-directory={}", wal.display()),
-            &format!("--prometheus.api-address={prometheus}/"),
-            &format!("--web.listen-address={web}"),
-        ],
-        &dir.join("sidecar.log"),
-    )
+    let setup = SidecarSetup::new(PROJECT, api, wal, prometheus, web);
+    setup.spawn(&[], &dir.join("sidecar.log"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

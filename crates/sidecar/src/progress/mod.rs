@@ -5,6 +5,7 @@
 //! here saves a snapshot every few seconds and once more at shutdown. This module never reads
 //! the WAL or sends anything.
 
+pub mod aggregates;
 pub mod file;
 pub mod marks;
 pub(crate) mod slab;
@@ -139,7 +140,11 @@ impl Resume {
 pub fn save(dir: &std::path::Path, tracker: &DeliveryTracker) -> std::io::Result<WalPosition> {
     // The marks file is written after every request; it is made durable with each save.
     tracker.sync_marks()?;
-    tracker.save(dir)
+    let position = tracker.save(dir)?;
+    if let Some(state) = tracker.aggregates().take() {
+        aggregates::save(dir, &state)?;
+    }
+    Ok(position)
 }
 
 /// Longest wait between two saves, however long saving takes: the saved position must stay

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use ahash::AHashMap;
 use prometheus_wal::WalPosition;
 
+use super::aggregates::AggregatesSlot;
 use super::file::{
     SavedBaseline, SavedHistogram, SavedHistogramState, SavedProgress, SavedSeries, save_streamed,
 };
@@ -105,6 +106,8 @@ pub struct DeliveryTracker {
     acks: AckSlab,
     histograms: Mutex<AHashMap<u64, Arc<HistogramAck>>>,
     marks: Option<DeliveryMarks>,
+    /// The aggregated counters' state to save next.
+    aggregates: AggregatesSlot,
 }
 
 impl DeliveryTracker {
@@ -123,6 +126,7 @@ impl DeliveryTracker {
             acks: AckSlab::default(),
             histograms: Mutex::new(AHashMap::new()),
             marks: None,
+            aggregates: AggregatesSlot::default(),
         }
     }
 
@@ -130,6 +134,11 @@ impl DeliveryTracker {
     pub fn with_marks(mut self, marks: DeliveryMarks) -> DeliveryTracker {
         self.marks = Some(marks);
         self
+    }
+
+    /// Where the reader leaves the aggregated counters' state for the next save.
+    pub fn aggregates(&self) -> &AggregatesSlot {
+        &self.aggregates
     }
 
     /// Makes the delivery marks durable.

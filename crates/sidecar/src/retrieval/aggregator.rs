@@ -6,10 +6,13 @@
 //! the points that export them. Must never queue points itself or look series up: the reader
 //! feeds samples and sends the points this module makes.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use ahash::AHashMap;
 use prometheus_wal::Label;
+
+use crate::progress::aggregates::{SavedAggregates, SavedInput, SavedTotal};
 
 pub use crate::config::file::AggregatedCounterConfig;
 use crate::model::{Point, PointKind, PointValue, SeriesPrototype};
@@ -47,6 +50,15 @@ struct Aggregate {
 #[derive(Debug)]
 pub struct CounterAggregator {
     aggregates: Vec<Aggregate>,
+    /// What a previous run saved: inputs' last samples (by labels hash), taken as their series
+    /// show up again, and the export schedule, taken by the reader.
+    restored: Mutex<Restored>,
+}
+
+#[derive(Debug, Default)]
+struct Restored {
+    inputs: AHashMap<u64, (i64, f64)>,
+    schedule: Option<ExportSchedule>,
 }
 
 /// What a series that feeds aggregates remembers: which aggregates, and its last sample.
@@ -78,7 +90,74 @@ impl CounterAggregator {
                 total: AtomicU64::new(0f64.to_bits()),
             })
             .collect();
-        CounterAggregator { aggregates }
+        CounterAggregator {
+            aggregates,
+            restored: Mutex::default(),
+        }
+    }
+
+    /// Continues what a previous run saved: the totals of the aggregates still configured (by
+    /// name), each input's last sample, and the points' start and last end.
+    pub fn restore(&self, saved: &SavedAggregates) {
+        for a in &self.aggregates {
+            if let Some(t) = saved.totals.iter().find(|t| t.metric == a.config.metric) {
+                a.total.store(t.total.to_bits(), Relaxed);
+            }
+        }
+        let mut restored = self.restored.lock().unwrap_or_else(PoisonError::into_inner);
+        restored.inputs = saved
+            .inputs
+            .iter()
+            .map(|i| (i.labels_hash, (i.t, i.v)))
+            .collect();
+        restored.schedule = Some(ExportSchedule {
+            start_ms: saved.start_ms,
+            last_ms: saved.last_ms,
+        });
+    }
+
+    /// The export schedule a previous run saved, once (a fresh one otherwise).
+    pub fn take_schedule(&self) -> ExportSchedule {
+        let mut restored = self.restored.lock().unwrap_or_else(PoisonError::into_inner);
+        restored.schedule.take().unwrap_or_default()
+    }
+
+    /// Like [`tracker_for`](Self::tracker_for), for a series with identity `labels_hash`,
+    /// continuing from its last sample before a restart.
+    pub fn tracker_for_series(&self, labels: &[Label], labels_hash: u64) -> Option<Tracker> {
+        let mut tracker = self.tracker_for(labels)?;
+        let mut restored = self.restored.lock().unwrap_or_else(PoisonError::into_inner);
+        if !restored.inputs.is_empty() {
+            tracker.last = restored.inputs.remove(&labels_hash);
+        }
+        Some(tracker)
+    }
+
+    /// The state to save: totals, `schedule` and the last sample of each of `inputs`
+    /// (`(labels hash, tracker)`).
+    pub fn snapshot<'a>(
+        &self,
+        schedule: &ExportSchedule,
+        inputs: impl Iterator<Item = (u64, &'a Tracker)>,
+    ) -> SavedAggregates {
+        SavedAggregates {
+            start_ms: schedule.start_ms,
+            last_ms: schedule.last_ms,
+            totals: self
+                .aggregates
+                .iter()
+                .map(|a| SavedTotal {
+                    metric: a.config.metric.clone(),
+                    total: f64::from_bits(a.total.load(Relaxed)),
+                })
+                .collect(),
+            inputs: inputs
+                .filter_map(|(labels_hash, tracker)| {
+                    let (t, v) = tracker.last?;
+                    Some(SavedInput { labels_hash, t, v })
+                })
+                .collect(),
+        }
     }
 
     /// Whether no aggregate is configured.
@@ -104,7 +183,7 @@ impl CounterAggregator {
     }
 
     /// Feeds one raw sample of a tracked series: the first sample is a baseline, an older sample
-    /// is ignored, a value below the previous one is a reset (its whole value is the increase),
+    /// is ignored (so samples fed again after a restart add nothing), a value below the previous one is a reset (its whole value is the increase),
     /// and a non-zero increase is added to every aggregate the series feeds.
     pub fn observe(&self, tracker: &mut Tracker, t: i64, v: f64) {
         if v.is_nan() {

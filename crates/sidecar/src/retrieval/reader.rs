@@ -50,7 +50,15 @@ pub struct Reader<S> {
     stop: Option<Arc<AtomicBool>>,
     /// How often the series cache is checked against Prometheus's newest checkpoint.
     gc_interval: Duration,
+    /// When the aggregated counters' state was last handed to the progress saver.
+    aggregates_saved: Instant,
 }
+
+/// Least wall time between two snapshots of the aggregated counters' state (each walks the
+/// series cache; while catching up, their points are due far more often than progress is
+/// saved). Every snapshot is consistent: one that lags only makes a restart feed more samples
+/// again, which they ignore.
+const AGGREGATES_SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
 
 /// Where converted points go, and what is recorded about them.
 struct Output {
@@ -99,6 +107,7 @@ impl<S: SeriesSources> Reader<S> {
             aggregates: None,
             stop: None,
             gc_interval: GC_INTERVAL,
+            aggregates_saved: Instant::now(),
         }
     }
 
@@ -125,7 +134,8 @@ impl<S: SeriesSources> Reader<S> {
     pub fn with_aggregator(mut self, aggregator: Arc<CounterAggregator>) -> Reader<S> {
         if !aggregator.is_empty() {
             self.cache.set_aggregator(aggregator.clone());
-            self.aggregates = Some((aggregator, ExportSchedule::default()));
+            let schedule = aggregator.take_schedule();
+            self.aggregates = Some((aggregator, schedule));
         }
         self
     }
@@ -164,8 +174,17 @@ impl<S: SeriesSources> Reader<S> {
                     self.out.stats.series_cached.store(cached, Relaxed);
                 }
                 RecordType::Samples if delivered_before => {
-                    // Delivered by a previous run; its series records above are still read.
+                    // Delivered by a previous run; its series records above are still read, and
+                    // its samples still feed the aggregated counters (which ignore what they
+                    // counted before the restart).
                     self.out.delivery.skipped_delivered_record();
+                    if self.aggregates.is_some() {
+                        if let Err(e) = decode_samples(record.data, &mut self.samples_buf) {
+                            self.undecodable(&e, position);
+                            continue;
+                        }
+                        self.observe_only();
+                    }
                 }
                 RecordType::Samples => {
                     self.out.delivery.converting_record();
@@ -179,6 +198,7 @@ impl<S: SeriesSources> Reader<S> {
                         .and_then(|()| self.out.export.flush_blocking());
                     self.samples_buf = samples;
                     if queued.is_err() {
+                        self.snapshot_aggregates();
                         return Ok(ReaderExit::ExportClosed);
                     }
                 }
@@ -187,7 +207,30 @@ impl<S: SeriesSources> Reader<S> {
             }
             self.out.delivery.record_done(position);
         }
+        self.snapshot_aggregates();
         Ok(ReaderExit::Stopped)
+    }
+
+    /// Feeds the samples in `samples_buf` to the aggregated counters only.
+    fn observe_only(&mut self) {
+        let Some((aggregator, _)) = &self.aggregates else {
+            return;
+        };
+        for sample in &self.samples_buf {
+            if let Some(entry) = self.cache.get_mut(sample.series_ref)
+                && let Some(tracker) = &mut entry.tracker
+            {
+                aggregator.observe(tracker, sample.t, sample.v);
+            }
+        }
+    }
+
+    /// Hands the aggregated counters' state to the next progress save.
+    fn snapshot_aggregates(&self) {
+        if let Some((aggregator, schedule)) = &self.aggregates {
+            let state = aggregator.snapshot(schedule, self.cache.aggregate_inputs());
+            self.out.delivery.tracker().aggregates().set(state);
+        }
     }
 
     /// Drops the series Prometheus no longer has, if a check is due (the reader is in segment
@@ -251,6 +294,10 @@ impl<S: SeriesSources> Reader<S> {
                     delivery: None,
                 };
                 self.out.export.push_blocking(item)?;
+            }
+            if self.aggregates_saved.elapsed() >= AGGREGATES_SNAPSHOT_EVERY {
+                self.aggregates_saved = Instant::now();
+                self.snapshot_aggregates();
             }
         }
         Ok(())

@@ -245,7 +245,7 @@ impl SeriesCache {
         let tracker = self
             .aggregator
             .as_ref()
-            .and_then(|a| a.tracker_for(&labels))
+            .and_then(|a| a.tracker_for_series(&labels, hash))
             .map(Box::new);
         let state = if self.filter.matches(&labels) {
             SeriesState::New
@@ -275,6 +275,14 @@ impl SeriesCache {
             delivery: None,
             resume_after_t: i64::MIN,
         });
+    }
+
+    /// Every series feeding aggregated counters: its labels hash and its tracker.
+    pub fn aggregate_inputs(&self) -> impl Iterator<Item = (u64, &Tracker)> {
+        self.pages
+            .values()
+            .flat_map(|page| page.slots.iter().flatten())
+            .filter_map(|entry| Some((entry.labels_hash, entry.tracker.as_deref()?)))
     }
 
     /// Keeps the entries for which `keep` holds; returns the refs removed.

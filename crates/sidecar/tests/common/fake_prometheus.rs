@@ -161,3 +161,32 @@ pub fn scrape(series: &[RefSeries], t: i64, v: f64) -> Vec<RefSample> {
         })
         .collect()
 }
+
+/// Writes segment `index` of `wal`, closed (its last page padded, as after a rotation): the
+/// series records first when `with_series`, then one scrape of `series` per round of `rounds`,
+/// round `r` at `t0_ms + 10 s * r` with value `r`.
+pub fn write_gauge_segment(
+    wal: &Path,
+    index: u64,
+    series: &[RefSeries],
+    rounds: std::ops::Range<usize>,
+    t0_ms: i64,
+    with_series: bool,
+) {
+    let file = std::fs::File::create(wal.join(format!("{index:08}"))).unwrap();
+    let mut w = SegmentWriter::new(file, Codec::Snappy);
+    let mut buf = Vec::new();
+    if with_series {
+        encode_series(series, &mut buf);
+        w.log(&buf).unwrap();
+    }
+    for r in rounds {
+        buf.clear();
+        encode_samples(
+            &scrape(series, t0_ms + r as i64 * 10_000, r as f64),
+            &mut buf,
+        );
+        w.log(&buf).unwrap();
+    }
+    w.close().unwrap();
+}

@@ -131,6 +131,13 @@ impl Child {
         self.signal("TERM");
     }
 
+    /// Sends SIGTERM and checks that the process exits with status 0 within 20 s.
+    pub fn stop_gracefully(&mut self) {
+        self.terminate();
+        let status = self.wait(Duration::from_secs(20));
+        assert_eq!(status, Some(0), "{}", self.log_tail(20));
+    }
+
     /// Sends the signal named `name` (`TERM`, `HUP`, ...).
     pub fn signal(&mut self, name: &str) {
         let _ = Command::new("kill")
@@ -170,6 +177,58 @@ impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Where a test runs the sidecar binary: the project (also the generic namespace), the
+/// emulator, the WAL directory, the fake or real Prometheus and the web address.
+pub struct SidecarSetup<'a> {
+    pub project: &'a str,
+    pub api: SocketAddr,
+    pub wal: &'a Path,
+    pub prometheus: &'a str,
+    pub web: &'a str,
+}
+
+impl<'a> SidecarSetup<'a> {
+    /// The usual set-up of project `project`.
+    pub fn new(
+        project: &'a str,
+        api: &TestEmulator,
+        wal: &'a Path,
+        prometheus: &'a str,
+        web: &'a str,
+    ) -> SidecarSetup<'a> {
+        SidecarSetup {
+            project,
+            api: api.addr,
+            wal,
+            prometheus,
+            web,
+        }
+    }
+
+    /// Starts the binary with `extra` flags after the usual ones, its output in `log`.
+    pub fn spawn(&self, extra: &[&str], log: &Path) -> Child {
+        let mut args = vec![
+            format!("--stackdriver.project-id={}", self.project),
+            format!("--stackdriver.api-address=http://{}/?auth=false", self.api),
+            "--stackdriver.generic.location=here".to_string(),
+            format!("--stackdriver.generic.namespace={}", self.project),
+            format!("--prometheus.wal-directory={}", self.wal.display()),
+            format!(
+                "--prometheus.api-address={}/",
+                self.prometheus.trim_end_matches('/')
+            ),
+            format!("--web.listen-address={}", self.web),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Child::spawn(
+            Path::new(env!("CARGO_BIN_EXE_stackdriver-prometheus-sidecar")),
+            &args,
+            log,
+        )
     }
 }
 
