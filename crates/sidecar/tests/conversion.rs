@@ -173,6 +173,7 @@ async fn histograms_renames_filters_and_aggregates_pass_the_emulator() {
             host: emulator.addr.ip().to_string(),
             port: emulator.addr.port(),
             auth: false,
+            restricted_ips: false,
         },
         Duration::from_secs(10),
         2,

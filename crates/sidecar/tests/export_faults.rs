@@ -41,6 +41,7 @@ async fn survive(outage: Outage, rounds: usize, every: Duration) {
             host: running.addr.ip().to_string(),
             port: running.addr.port(),
             auth: false,
+            restricted_ips: false,
         },
         Duration::from_secs(10),
         2,

@@ -16,14 +16,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::fake_prometheus;
-use common::tls::{TestCa, make_ca, openssl, serve_tls, sidecar_over_tls, wait_for_all_points};
-use common::{Child, free_port};
+use common::tls::{
+    CLIENT_EMAIL, KEY_ID, TestCa, make_ca, make_service_account, serve_tls, sidecar_over_tls,
+    wait_for_all_points,
+};
+use common::Child;
 use gcm_emulator::{Emulator, EmulatorConfig};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const METRIC: &str = "tls_gauge";
-const CLIENT_EMAIL: &str = "sidecar@tls-test.iam.gserviceaccount.com";
-const KEY_ID: &str = "test-key-1";
 
 /// Key material made for one test run.
 struct Keys {
@@ -37,35 +38,11 @@ struct Keys {
 
 fn make_keys(dir: &Path) -> Keys {
     let tls = make_ca(dir);
-    // The service account's RSA key (PKCS#8, as in Google's key files) and its public half.
-    openssl(
-        dir,
-        "genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out service-account.pem",
-    );
-    openssl(
-        dir,
-        "rsa -in service-account.pem -RSAPublicKey_out -outform DER -out service-account.pub.der",
-    );
-    // A key file shaped as the ones the Cloud console hands out. Its token_uri leads nowhere:
-    // a token exchange would fail, so the calls can only work with a self-signed JWT.
-    let key_file = json!({
-        "type": "service_account",
-        "project_id": "tls-test",
-        "private_key_id": KEY_ID,
-        "private_key": std::fs::read_to_string(dir.join("service-account.pem")).unwrap(),
-        "client_email": CLIENT_EMAIL,
-        "client_id": "100000000000000000001",
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": format!("http://127.0.0.1:{}/token", free_port()),
-        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
-        "universe_domain": "googleapis.com"
-    });
-    let service_account = dir.join("service-account.json");
-    std::fs::write(&service_account, key_file.to_string()).unwrap();
+    let (service_account, public_key) = make_service_account(dir);
     Keys {
         tls,
         service_account,
-        public_key: std::fs::read(dir.join("service-account.pub.der")).unwrap(),
+        public_key,
     }
 }
 

@@ -131,6 +131,31 @@ pub struct Flags {
     )]
     pub no_use_gke_resource: bool,
 
+    /// Connect to the API host's restricted VIP addresses (199.36.153.4 to .7, port 443)
+    /// instead of resolving its name, for VPC Service Controls; TLS still checks the API host's
+    /// name.
+    #[arg(
+        long = "stackdriver.use-restricted-ips",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true",
+        require_equals = true,
+        action = ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+        overrides_with = "no_use_restricted_ips"
+    )]
+    pub use_restricted_ips: bool,
+
+    /// Turns --stackdriver.use-restricted-ips off.
+    #[arg(
+        long = "no-stackdriver.use-restricted-ips",
+        hide = true,
+        action = ArgAction::SetTrue,
+        overrides_with = "use_restricted_ips"
+    )]
+    pub no_use_restricted_ips: bool,
+
     /// Directory of the Prometheus write-ahead log.
     #[arg(
         long = "prometheus.wal-directory",
@@ -238,6 +263,11 @@ impl Flags {
     /// The effective value of `--stackdriver.use-gke-resource` after `--no-…` overrides.
     pub fn use_gke_resource(&self) -> bool {
         self.use_gke_resource && !self.no_use_gke_resource
+    }
+
+    /// The effective value of `--stackdriver.use-restricted-ips` after `--no-…` overrides.
+    pub fn use_restricted_ips(&self) -> bool {
+        self.use_restricted_ips && !self.no_use_restricted_ips
     }
 
     /// The effective value of `--web.enable-statusz` after `--no-…` overrides.

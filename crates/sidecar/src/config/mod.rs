@@ -122,7 +122,8 @@ impl Config {
                     .into(),
             });
         }
-        let api = parse_api_address(&flags.api_address)?;
+        let mut api = parse_api_address(&flags.api_address)?;
+        api.restricted_ips = flags.use_restricted_ips();
         let prometheus_url = parse_prometheus_url(&flags.prometheus_api_address)?;
         if flags.wal_directory.is_empty() {
             return Err(ConfigError {
@@ -312,6 +313,7 @@ fn parse_api_address(raw: &str) -> Result<ApiAddress, ConfigError> {
         host,
         port,
         auth,
+        restricted_ips: false,
     })
 }
 

@@ -51,8 +51,15 @@ pub struct TestCa {
     pub server_key: String,
 }
 
-/// Makes a CA and a server certificate it signs (P-256 keys) in `dir`.
+/// Makes a CA and a server certificate it signs (P-256 keys) in `dir`, for `localhost` and
+/// 127.0.0.1.
 pub fn make_ca(dir: &Path) -> TestCa {
+    make_ca_for(dir, "DNS:localhost,IP:127.0.0.1")
+}
+
+/// Makes a CA and a server certificate it signs for the subject alternative names `names`
+/// (`DNS:host,IP:address`).
+pub fn make_ca_for(dir: &Path, names: &str) -> TestCa {
     let p256 = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     openssl(
         dir,
@@ -67,8 +74,10 @@ pub fn make_ca(dir: &Path) -> TestCa {
     );
     std::fs::write(
         dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        format!(
+            "subjectAltName={names}\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        ),
     )
     .unwrap();
     openssl(
@@ -82,6 +91,43 @@ pub fn make_ca(dir: &Path) -> TestCa {
         server_cert: read("server.pem"),
         server_key: read("server.key"),
     }
+}
+
+/// The service account of [`make_service_account`].
+pub const CLIENT_EMAIL: &str = "sidecar@tls-test.iam.gserviceaccount.com";
+/// Its key's id.
+pub const KEY_ID: &str = "test-key-1";
+
+/// Makes in `dir` a service-account key file shaped as the ones the Cloud console hands out,
+/// with an RSA key made now; returns the file and the public key (PKCS#1 DER). Its token_uri
+/// leads nowhere: a token exchange would fail, so calls can only work with a self-signed JWT.
+pub fn make_service_account(dir: &Path) -> (PathBuf, Vec<u8>) {
+    openssl(
+        dir,
+        "genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out service-account.pem",
+    );
+    openssl(
+        dir,
+        "rsa -in service-account.pem -RSAPublicKey_out -outform DER -out service-account.pub.der",
+    );
+    let key_file = serde_json::json!({
+        "type": "service_account",
+        "project_id": "tls-test",
+        "private_key_id": KEY_ID,
+        "private_key": std::fs::read_to_string(dir.join("service-account.pem")).unwrap(),
+        "client_email": CLIENT_EMAIL,
+        "client_id": "100000000000000000001",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": format!("http://127.0.0.1:{}/token", free_port()),
+        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+        "universe_domain": "googleapis.com"
+    });
+    let path = dir.join("service-account.json");
+    std::fs::write(&path, key_file.to_string()).unwrap();
+    (
+        path,
+        std::fs::read(dir.join("service-account.pub.der")).unwrap(),
+    )
 }
 
 /// What the server saw of one call: its headers (gRPC metadata) with text values.
@@ -146,7 +192,7 @@ pub fn home_dir(dir: &Path) -> PathBuf {
 /// The environment that closes every source of Google credentials: no
 /// `GOOGLE_APPLICATION_CREDENTIALS` and no quota project, `HOME` at `home` (where gcloud's file
 /// is looked for), and the metadata server at `127.0.0.1:1`, which refuses connections.
-fn no_credentials(home: &str) -> Vec<(&'static str, Option<&str>)> {
+pub fn no_credentials(home: &str) -> Vec<(&'static str, Option<&str>)> {
     vec![
         ("GOOGLE_APPLICATION_CREDENTIALS", None),
         ("GOOGLE_CLOUD_QUOTA_PROJECT", None),

@@ -380,6 +380,7 @@ mod tests {
                     host: addr.ip().to_string(),
                     port: addr.port(),
                     auth: false,
+                    restricted_ips: false,
                 },
                 Duration::from_secs(10),
                 1,

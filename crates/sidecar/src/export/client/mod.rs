@@ -22,8 +22,10 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
 mod coalesce;
+pub mod restricted;
 
 use coalesce::CoalescingIo;
+use restricted::Addresses;
 
 /// Where and how to reach the Cloud Monitoring API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,9 @@ pub struct ApiAddress {
     pub port: u16,
     /// `false` when the URL carries `?auth=false`: plaintext, no credentials.
     pub auth: bool,
+    /// `--stackdriver.use-restricted-ips`: connect to the restricted VIP addresses instead of
+    /// resolving `host` (see [`restricted`]).
+    pub restricted_ips: bool,
 }
 
 const CREATE_TIME_SERIES_PATH: &str = "/google.monitoring.v3.MetricService/CreateTimeSeries";
@@ -231,12 +236,24 @@ impl GrpcSink {
         } else {
             None
         };
+        let fixed = if api.restricted_ips {
+            let addresses = Addresses::restricted()?;
+            tracing::info!(
+                api = %api.host,
+                addresses = %addresses.describe(),
+                "--stackdriver.use-restricted-ips: connecting to the restricted VIP addresses \
+                 (TLS still checks the API host's name)"
+            );
+            Some(addresses)
+        } else {
+            None
+        };
         Ok(GrpcSink {
             channels: (0..connections.max(1))
                 .map(|_| {
                     endpoint
                         .clone()
-                        .connect_with_connector_lazy(coalescing_connector())
+                        .connect_with_connector_lazy(coalescing_connector(fixed.clone()))
                 })
                 .collect(),
             timeout,
@@ -323,8 +340,11 @@ fn with_sources(err: &dyn std::error::Error) -> String {
 }
 
 /// The TCP connector tonic would use (no delay; tonic adds the connect timeout), with each
-/// connection's writes gathered by [`CoalescingIo`] under TLS and HTTP/2.
-fn coalescing_connector() -> impl tower::Service<
+/// connection's writes gathered by [`CoalescingIo`] under TLS and HTTP/2; with `fixed`, it dials
+/// those addresses instead of the URI's host (restricted VIPs).
+fn coalescing_connector(
+    fixed: Option<Addresses>,
+) -> impl tower::Service<
     http::Uri,
     Response = TokioIo<CoalescingIo<tokio::net::TcpStream>>,
     Error = std::io::Error,
@@ -337,11 +357,40 @@ fn coalescing_connector() -> impl tower::Service<
     http.set_nodelay(true);
     tower::service_fn(move |uri: http::Uri| {
         let mut http = http.clone();
+        let fixed = fixed.clone();
         async move {
-            let tcp = tower::Service::call(&mut http, uri)
-                .await
-                .map_err(std::io::Error::other)?;
-            Ok(TokioIo::new(CoalescingIo::new(tcp.into_inner())))
+            let tcp = match fixed {
+                // The URI's host is only the TLS name and the authority: dial the fixed
+                // addresses, in turn, instead of resolving it.
+                Some(addresses) => {
+                    let mut failure = None;
+                    let mut connected = None;
+                    for addr in addresses.in_turn() {
+                        match tokio::net::TcpStream::connect(addr).await {
+                            Ok(tcp) => {
+                                connected = Some(tcp);
+                                break;
+                            }
+                            Err(e) => {
+                                failure = Some(std::io::Error::new(
+                                    e.kind(),
+                                    format!("connecting to {addr}: {e}"),
+                                ));
+                            }
+                        }
+                    }
+                    let tcp = connected.ok_or_else(|| {
+                        failure.unwrap_or_else(|| std::io::Error::other("no address to dial"))
+                    })?;
+                    tcp.set_nodelay(true)?;
+                    tcp
+                }
+                None => tower::Service::call(&mut http, uri)
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .into_inner(),
+            };
+            Ok(TokioIo::new(CoalescingIo::new(tcp)))
         }
     })
 }
