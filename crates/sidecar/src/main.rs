@@ -14,12 +14,13 @@ use clap::Parser;
 use prometheus_wal::{FollowOptions, Follower};
 use stackdriver_prometheus_sidecar::config::{Config, Flags, LogFormat, LogLevel, WalStart};
 use stackdriver_prometheus_sidecar::export::{
-    ExportConfig, Exporter, FileSink, GrpcSink, autoscale, client::connections_for,
+    ExportConfig, Exporter, FileSink, GrpcSink, TimeSeriesSink, autoscale, client::connections_for,
 };
 use stackdriver_prometheus_sidecar::metadata::MetadataCache;
 use stackdriver_prometheus_sidecar::observe::health::{self, HealthMonitor};
 use stackdriver_prometheus_sidecar::observe::lag;
 use stackdriver_prometheus_sidecar::observe::recent::RecentErrors;
+use stackdriver_prometheus_sidecar::observe::self_export::{self, SelfResource};
 use stackdriver_prometheus_sidecar::progress::{
     self, DeliveryMarks, DeliveryTracker, LoadedProgress, Resume,
 };
@@ -170,13 +171,16 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
     let tracker = Arc::new(DeliveryTracker::new(resume.position).with_marks(marks));
     resume.register_all(&tracker);
 
+    let self_export;
     let exporter = match &config.store_in_files_directory {
         Some(dir) => {
             let sink = FileSink::new(dir).with_context(|| {
                 format!("--stackdriver.store-in-files-directory {}", dir.display())
             })?;
             tracing::info!(dir = %dir.display(), "store-in-files mode: requests are written to files, not sent");
-            Exporter::start(Arc::new(sink), export_config, &stats, Some(tracker.clone()))
+            let sink = Arc::new(sink);
+            self_export = start_self_export(&config, sink.clone(), &stats, &shutdown);
+            Exporter::start(sink, export_config, &stats, Some(tracker.clone()))
         }
         None => {
             let sink = GrpcSink::new(
@@ -199,7 +203,9 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
                         config.api.url
                     )
                 })?;
-            Exporter::start(Arc::new(sink), export_config, &stats, Some(tracker.clone()))
+            let sink = Arc::new(sink);
+            self_export = start_self_export(&config, sink.clone(), &stats, &shutdown);
+            Exporter::start(sink, export_config, &stats, Some(tracker.clone()))
         }
     };
 
@@ -288,6 +294,13 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
             "not every queued point could be sent before shutdown"
         );
     }
+    if let Some(task) = self_export
+        && tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, task)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the sidecar's own metrics could not be sent before shutdown");
+    }
     let dir = config.wal_directory.clone();
     match tokio::task::spawn_blocking(move || progress::save(&dir, &tracker)).await {
         Ok(Ok(position)) => tracing::info!(%position, "progress saved"),
@@ -303,6 +316,41 @@ async fn run(config: Config, recent: RecentErrors) -> anyhow::Result<()> {
         Ok(ReaderExit::ExportClosed) => Err(anyhow!("the export stage stopped unexpectedly")),
         Err(err) => Err(anyhow::Error::new(err).context("following the WAL")),
     }
+}
+
+/// With `--monitoring.backend=stackdriver`, starts sending the sidecar's own metrics every
+/// minute through an exporter of their own on `sink`; the task ends after a last send once
+/// shutdown is triggered.
+fn start_self_export<S: TimeSeriesSink>(
+    config: &Config,
+    sink: Arc<S>,
+    stats: &Arc<Stats>,
+    shutdown: &Shutdown,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !config.self_metrics_to_monitoring {
+        return None;
+    }
+    // Its own counters: the /metrics figures stay those of the WAL's points.
+    let own_stats = Stats::default();
+    let exporter = Exporter::start(
+        sink,
+        ExportConfig::new(&config.project_id, 1),
+        &own_stats,
+        None,
+    );
+    let (location, namespace) = config.own_location_and_namespace();
+    let resource = SelfResource::new(&config.project_id, location, namespace);
+    tracing::info!(
+        every = ?self_export::INTERVAL,
+        "--monitoring.backend=stackdriver: the sidecar's own metrics are also sent to Cloud Monitoring"
+    );
+    Some(tokio::spawn(self_export::run(
+        exporter,
+        stats.clone(),
+        resource,
+        std::time::SystemTime::now(),
+        shutdown.clone(),
+    )))
 }
 
 /// Takes the WAL directory's lock, waiting (and saying so on `/-/ready`) while another sidecar

@@ -122,6 +122,7 @@ fn invalid_values_exit_2_naming_the_flag() {
             &["--stackdriver.max-shards=many"][..],
             "--stackdriver.max-shards",
         ),
+        (&["--monitoring.backend=influx"][..], "--monitoring.backend"),
         // Every point would be refused: a domain clients cannot write, a malformed path.
         (
             &["--stackdriver.metrics-prefix=test.googleapis.com/prometheus"][..],

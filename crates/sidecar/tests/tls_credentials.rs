@@ -15,12 +15,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::Child;
 use common::fake_prometheus;
 use common::tls::{
     CLIENT_EMAIL, KEY_ID, TestCa, make_ca, make_service_account, serve_tls, sidecar_over_tls,
     wait_for_all_points,
 };
-use common::Child;
 use gcm_emulator::{Emulator, EmulatorConfig};
 use serde_json::Value;
 

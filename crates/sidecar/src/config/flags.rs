@@ -205,6 +205,17 @@ pub struct Flags {
     #[arg(long = "log.format", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Logfmt)]
     pub log_format: LogFormat,
 
+    /// Where the sidecar's own metrics go, repeatable: `prometheus` (`/metrics`, always
+    /// served) and `stackdriver` (also sent to Cloud Monitoring every minute).
+    #[arg(
+        long = "monitoring.backend",
+        value_name = "BACKEND",
+        value_enum,
+        action = ArgAction::Append,
+        default_values_t = [MonitoringBackend::Prometheus]
+    )]
+    pub monitoring_backend: Vec<MonitoringBackend>,
+
     /// Address of the HTTP server for /metrics, /statusz, /-/healthy and /-/ready.
     #[arg(
         long = "web.listen-address",
@@ -248,6 +259,15 @@ pub enum LogLevel {
     Warn,
     /// Failures only.
     Error,
+}
+
+/// `--monitoring.backend` values: where the sidecar's own metrics go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MonitoringBackend {
+    /// `/metrics` (always served).
+    Prometheus,
+    /// Cloud Monitoring, every minute, through the export path.
+    Stackdriver,
 }
 
 /// `--log.format` values.

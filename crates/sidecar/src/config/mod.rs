@@ -19,7 +19,7 @@ use crate::filter::SeriesFilter;
 use crate::model::lanes::LANES;
 
 pub use file::FileConfig;
-pub use flags::{Flags, LogFormat, LogLevel};
+pub use flags::{Flags, LogFormat, LogLevel, MonitoringBackend};
 
 /// Default prefix of metric types when `--stackdriver.metrics-prefix` is empty.
 pub const DEFAULT_METRICS_PREFIX: &str = "external.googleapis.com/prometheus";
@@ -96,6 +96,9 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Log format.
     pub log_format: LogFormat,
+    /// `--monitoring.backend=stackdriver`: the sidecar's own metrics also go to Cloud
+    /// Monitoring.
+    pub self_metrics_to_monitoring: bool,
     /// `host:port` of the HTTP server (`:port` was expanded to `0.0.0.0:port`).
     pub web_listen_address: String,
     /// Serve `/statusz`.
@@ -111,6 +114,37 @@ pub struct Config {
 }
 
 impl Config {
+    /// The value of the static label `name` (empty when not set).
+    fn static_label(&self, name: &str) -> &str {
+        self.static_labels
+            .iter()
+            .find(|l| l.name == name)
+            .map_or("", |l| l.value.as_str())
+    }
+
+    /// Where the sidecar itself runs, for its own metrics' resource: the generic location and
+    /// namespace flags, else the Kubernetes location and cluster name (empty when neither).
+    pub fn own_location_and_namespace(&self) -> (&str, &str) {
+        let pick = |first: &'static str, second: &'static str| {
+            let v = self.static_label(first);
+            if v.is_empty() {
+                self.static_label(second)
+            } else {
+                v
+            }
+        };
+        (
+            pick(
+                static_label::GENERIC_LOCATION,
+                static_label::KUBERNETES_LOCATION,
+            ),
+            pick(
+                static_label::GENERIC_NAMESPACE,
+                static_label::KUBERNETES_CLUSTER_NAME,
+            ),
+        )
+    }
+
     /// Validates the flags.
     pub fn from_flags(flags: &Flags) -> Result<Config, ConfigError> {
         let project_id = flags.project_id.trim().to_string();
@@ -195,6 +229,9 @@ impl Config {
             wal_start: parse_wal_start(&flags.wal_start)?,
             metrics_prefix,
             use_gke_resource: flags.use_gke_resource(),
+            self_metrics_to_monitoring: flags
+                .monitoring_backend
+                .contains(&MonitoringBackend::Stackdriver),
             static_labels,
             log_level: flags.log_level,
             log_format: flags.log_format,
@@ -459,6 +496,28 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.contains("--stackdriver.api-address"), "{err}");
+    }
+
+    #[test]
+    fn monitoring_backends_are_repeatable_and_checked() {
+        let backends = |args: &[&str]| {
+            let mut a = vec!["--stackdriver.project-id=p"];
+            a.extend_from_slice(args);
+            parse(&a).map(|c| c.self_metrics_to_monitoring)
+        };
+        assert_eq!(backends(&[]), Ok(false));
+        assert_eq!(backends(&["--monitoring.backend=prometheus"]), Ok(false));
+        assert_eq!(backends(&["--monitoring.backend=stackdriver"]), Ok(true));
+        assert_eq!(
+            backends(&[
+                "--monitoring.backend=prometheus",
+                "--monitoring.backend=stackdriver"
+            ]),
+            Ok(true)
+        );
+        let err = backends(&["--monitoring.backend=influx"]).unwrap_err();
+        assert!(err.contains("--monitoring.backend"), "{err}");
+        assert!(err.contains("stackdriver"), "{err}");
     }
 
     #[test]

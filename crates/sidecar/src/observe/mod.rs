@@ -10,6 +10,7 @@ pub mod health;
 pub mod lag;
 pub(crate) mod process;
 pub mod recent;
+pub mod self_export;
 
 use std::time::SystemTime;
 
