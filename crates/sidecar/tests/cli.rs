@@ -32,6 +32,7 @@ fn help_lists_every_flag_and_exits_0() {
         "--stackdriver.generic.namespace",
         "--stackdriver.metrics-prefix",
         "--stackdriver.use-gke-resource",
+        "--stackdriver.use-restricted-ips",
         "--stackdriver.retry-budget",
         "--stackdriver.min-shards",
         "--stackdriver.max-shards",
@@ -40,6 +41,7 @@ fn help_lists_every_flag_and_exits_0() {
         "--prometheus.api-address",
         "--log.level",
         "--log.format",
+        "--monitoring.backend",
     ] {
         assert!(text.contains(flag), "--help does not list {flag}:\n{text}");
     }
