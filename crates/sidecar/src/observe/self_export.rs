@@ -143,6 +143,9 @@ pub async fn run(
     let mut handle = Some(handle);
     let mut last_sent: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + INTERVAL, INTERVAL);
+    // After a pause (a stopped process, a busy host), one send and then the regular spacing:
+    // a burst of catch-up sends would write each series faster than the API accepts.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let stopping = tokio::select! {
             _ = tick.tick() => false,
