@@ -112,12 +112,16 @@ pub struct RefusedSeries {
 }
 
 impl RefusedSeries {
-    /// Remembers that the series `hash` was refused at `now`.
-    pub fn remember(&self, hash: u64, now: Instant) {
-        if let Ok(mut until) = self.until.lock() {
-            until.insert(hash, now + REMEMBER_FOR);
-            self.any.store(true, Relaxed);
-        }
+    /// Remembers that the series `hash` was refused at `now`; returns whether it was not
+    /// remembered already (a request being split names the same series again).
+    pub fn remember(&self, hash: u64, now: Instant) -> bool {
+        let Ok(mut until) = self.until.lock() else {
+            return false;
+        };
+        self.any.store(true, Relaxed);
+        until
+            .insert(hash, now + REMEMBER_FOR)
+            .is_none_or(|previous| previous <= now)
     }
 
     /// Keeps, of `hashes` (with their positions), those of series refused lately, as of `now`;
@@ -196,7 +200,8 @@ mod tests {
         let refused = RefusedSeries::default();
         let t0 = Instant::now();
         assert!(refused.refused_among(t0, [(0, 7)].into_iter()).is_empty());
-        refused.remember(7, t0);
+        assert!(refused.remember(7, t0));
+        assert!(!refused.remember(7, t0), "named again while being split");
         let batch = [(0, 5), (1, 7), (2, 9)];
         assert_eq!(refused.refused_among(t0, batch.into_iter()), vec![1]);
         let later = t0 + REMEMBER_FOR + Duration::from_secs(1);

@@ -322,7 +322,9 @@ impl<S: TimeSeriesSink> Shard<S> {
         let now = std::time::Instant::now();
         for position in refused::refused_positions(message, group.len()) {
             let series = &batch[group[position]].series;
-            self.refused.remember(series.hash, now);
+            if !self.refused.remember(series.hash, now) {
+                continue;
+            }
             tracing::warn!(
                 shard = self.index,
                 metric = %series.metric_type(),
