@@ -15,6 +15,14 @@ pub enum CaseValue {
         bounds: Vec<f64>,
         bucket_counts: Vec<i64>,
     },
+    /// A distribution with exponential buckets (mean 1 when `count` is not 0).
+    Exponential {
+        count: i64,
+        num_finite_buckets: i32,
+        growth_factor: f64,
+        scale: f64,
+        bucket_counts: Vec<i64>,
+    },
 }
 
 /// One series with one point and the rule it breaks.
@@ -59,6 +67,16 @@ fn histogram(bounds: Vec<f64>, bucket_counts: Vec<i64>, count: i64) -> CaseValue
         sum_of_squared_deviation: 0.0,
         bounds,
         bucket_counts,
+    }
+}
+
+fn exponential(num_finite_buckets: i32, growth_factor: f64, scale: f64) -> CaseValue {
+    CaseValue::Exponential {
+        count: 3,
+        num_finite_buckets,
+        growth_factor,
+        scale,
+        bucket_counts: vec![1, 0, 2],
     }
 }
 
@@ -232,6 +250,50 @@ pub fn cases() -> Vec<Case> {
             },
             broken: Some("invalid_distribution"),
             ..valid_case("an empty distribution with a mean")
+        },
+            Case {
+            cumulative: true,
+            start_before_end_ms: Some(1000),
+            value: exponential(4, 2f64.sqrt(), 0.25),
+            ..valid_case("a native histogram's exponential buckets")
+        },
+        Case {
+            value: exponential(1, 2.0, 1.0),
+            ..valid_case("a gauge histogram with one finite exponential bucket")
+        },
+        Case {
+            cumulative: true,
+            start_before_end_ms: Some(1000),
+            value: exponential(0, 2.0, 1.0),
+            broken: Some("invalid_distribution"),
+            ..valid_case("exponential buckets without a finite bucket")
+        },
+        Case {
+            cumulative: true,
+            start_before_end_ms: Some(1000),
+            value: exponential(4, 1.0, 1.0),
+            broken: Some("invalid_distribution"),
+            ..valid_case("an exponential growth factor of 1")
+        },
+        Case {
+            cumulative: true,
+            start_before_end_ms: Some(1000),
+            value: exponential(4, 2.0, 0.0),
+            broken: Some("invalid_distribution"),
+            ..valid_case("an exponential scale of 0")
+        },
+        Case {
+            cumulative: true,
+            start_before_end_ms: Some(1000),
+            value: exponential(198, 1.01, 1.0),
+            ..valid_case("200 exponential buckets")
+        },
+        Case {
+            cumulative: true,
+            start_before_end_ms: Some(1000),
+            value: exponential(199, 1.01, 1.0),
+            broken: Some("invalid_distribution"),
+            ..valid_case("201 exponential buckets")
         },
     ]
 }

@@ -399,7 +399,7 @@ mod tests {
     #[test]
     fn every_shared_case_is_judged_as_the_sidecar_judges_it() {
         use gcm_api::api::distribution::BucketOptions;
-        use gcm_api::api::distribution::bucket_options::{Explicit, Options};
+        use gcm_api::api::distribution::bucket_options::{Explicit, Exponential, Options};
         use gcm_api::api::{Distribution, Metric, MonitoredResource};
         use gcm_api::monitoring::{Point, TimeInterval, TypedValue};
         use shared::{CaseValue, cases};
@@ -429,6 +429,28 @@ mod tests {
                         bucket_options: Some(BucketOptions {
                             options: Some(Options::ExplicitBuckets(Explicit {
                                 bounds: bounds.clone(),
+                            })),
+                        }),
+                        bucket_counts: bucket_counts.clone(),
+                        ..Default::default()
+                    }),
+                    ValueType::Distribution,
+                ),
+                CaseValue::Exponential {
+                    count,
+                    num_finite_buckets,
+                    growth_factor,
+                    scale,
+                    bucket_counts,
+                } => (
+                    Value::DistributionValue(Distribution {
+                        count: *count,
+                        mean: if *count == 0 { 0.0 } else { 1.0 },
+                        bucket_options: Some(BucketOptions {
+                            options: Some(Options::ExponentialBuckets(Exponential {
+                                num_finite_buckets: *num_finite_buckets,
+                                growth_factor: *growth_factor,
+                                scale: *scale,
                             })),
                         }),
                         bucket_counts: bucket_counts.clone(),

@@ -8,89 +8,26 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use gcm_api::api::distribution::bucket_options::Options;
 use gcm_api::api::metric_descriptor::{MetricKind, ValueType as ProtoValueType};
 use gcm_api::monitoring::{TimeSeries, typed_value};
 use prometheus_wal::record::encode::{encode_samples, encode_series};
 use prometheus_wal::writer::SegmentWriter;
-use prometheus_wal::{Codec, Follower, Label, Labels, RefSample, RefSeries};
-use stackdriver_prometheus_sidecar::config::ApiAddress;
-use stackdriver_prometheus_sidecar::export::{ExportConfig, Exporter, GrpcSink};
+use prometheus_wal::{Codec, Follower, RefSample, RefSeries};
 use stackdriver_prometheus_sidecar::filter::{Selector, SeriesFilter};
-use stackdriver_prometheus_sidecar::metadata::{MetricMetadata, MetricType, ValueType};
-use stackdriver_prometheus_sidecar::progress::{DeliveryTracker, Resume};
+use stackdriver_prometheus_sidecar::metadata::MetricType;
+use stackdriver_prometheus_sidecar::progress::Resume;
 use stackdriver_prometheus_sidecar::retrieval::aggregator::{
     AggregatedCounterConfig, CounterAggregator,
 };
-use stackdriver_prometheus_sidecar::retrieval::{
-    Reader, ReaderExit, ReaderProgress, Resolver, SeriesSources,
-};
+use stackdriver_prometheus_sidecar::retrieval::{Reader, ReaderExit, ReaderProgress, Resolver};
 use stackdriver_prometheus_sidecar::stats::{DropReason, HistogramDrop, Stats};
-use stackdriver_prometheus_sidecar::targets::Target;
+
+use common::tables::{TableSources, series};
 
 const PREFIX: &str = "external.googleapis.com/prometheus/";
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    let mut v: Labels = pairs
-        .iter()
-        .map(|(n, v)| Label {
-            name: n.to_string(),
-            value: v.to_string(),
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// One target (job `app`, instance `a:1`, a generic_task), metadata from a table, and a gauge
-/// for every name with a colon (as the metadata cache synthesizes for recording rules).
-struct TableSources {
-    metadata: HashMap<&'static str, MetricType>,
-}
-
-impl SeriesSources for TableSources {
-    async fn target(&self, _series: &[Label]) -> Result<Option<Arc<Target>>, String> {
-        Ok(Some(Arc::new(Target {
-            labels: labels(&[("instance", "a:1"), ("job", "app")]),
-            discovered_labels: labels(&[
-                ("_generic_location", "here"),
-                ("_generic_namespace", "ns"),
-                ("_stackdriver_project_id", "proj"),
-                ("job", "app"),
-            ]),
-        })))
-    }
-
-    async fn metadata(
-        &self,
-        _job: &str,
-        _instance: &str,
-        metric: &str,
-    ) -> Result<Option<MetricMetadata>, String> {
-        let metric_type = match self.metadata.get(metric) {
-            Some(t) => *t,
-            None if metric.contains(':') => MetricType::Gauge,
-            None => return Ok(None),
-        };
-        Ok(Some(MetricMetadata {
-            metric: metric.to_string(),
-            metric_type,
-            value_type: ValueType::Unspecified,
-            help: String::new(),
-        }))
-    }
-}
-
-fn series(series_ref: u64, name: &str, extra: &[(&str, &str)]) -> RefSeries {
-    let mut pairs = vec![("__name__", name), ("job", "app"), ("instance", "a:1")];
-    pairs.extend_from_slice(extra);
-    RefSeries {
-        series_ref,
-        labels: labels(&pairs),
-    }
-}
 
 fn write_wal(dir: &std::path::Path, series: &[RefSeries], batches: &[Vec<RefSample>]) {
     let file = std::fs::File::create(dir.join("00000000")).unwrap();
@@ -167,25 +104,7 @@ async fn histograms_renames_filters_and_aggregates_pass_the_emulator() {
 
     let emulator = common::start_emulator().await;
     let stats = Arc::new(Stats::default());
-    let sink = GrpcSink::new(
-        &ApiAddress {
-            url: format!("http://{}/?auth=false", emulator.addr),
-            host: emulator.addr.ip().to_string(),
-            port: emulator.addr.port(),
-            auth: false,
-            restricted_ips: false,
-        },
-        Duration::from_secs(10),
-        2,
-    )
-    .unwrap();
-    let tracker = Arc::new(DeliveryTracker::new(Resume::default().position));
-    let exporter = Exporter::start(
-        Arc::new(sink),
-        ExportConfig::new("proj", 2),
-        &stats,
-        Some(tracker.clone()),
-    );
+    let (exporter, tracker) = common::tables::emulator_exporter(&emulator, &stats);
     let sources = TableSources {
         metadata: HashMap::from([
             ("rpc_seconds", MetricType::Histogram),

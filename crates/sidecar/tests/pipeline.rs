@@ -135,6 +135,7 @@ fn table_reader(
             ("requests_total", MetricType::Counter),
             ("untyped_thing", MetricType::Unknown),
             ("latency", MetricType::Histogram),
+            ("wait_seconds", MetricType::Histogram),
         ]),
     };
     let resolver = Resolver::new(sources, "external.googleapis.com/prometheus".into(), false);
@@ -573,7 +574,15 @@ fn histogram_scrape(i: i64) -> Vec<RefSample> {
 
 /// (start, end, count) of every histogram point sent.
 fn histogram_points(requests: &[CreateTimeSeriesRequest]) -> Vec<(Option<i64>, i64, i64)> {
-    points_of(requests, "/latency")
+    distribution_points(requests, "/latency")
+}
+
+/// (start, end, count) of every distribution point of `metric` sent.
+fn distribution_points(
+    requests: &[CreateTimeSeriesRequest],
+    metric: &str,
+) -> Vec<(Option<i64>, i64, i64)> {
+    points_of(requests, metric)
         .into_iter()
         .map(|ts| {
             let Some(typed_value::Value::DistributionValue(d)) =
@@ -643,6 +652,78 @@ async fn histogram_points_covered_by_delivery_marks_are_not_sent_again() {
     let loaded = progress::file::load(dir.path()).unwrap();
     let (sent, _, _) = run_on(dir.path(), Resume::new(loaded), None).await;
     assert_eq!(histogram_points(&sent), vec![(Some(1000), 4000, 3)]);
+}
+
+/// A segment with the native histogram `wait_seconds` (ref 21) at each of `seconds`, holding
+/// that many observations of 1.5 (bucket 1 at schema 0) by then.
+fn write_native_segment(dir: &std::path::Path, name: &str, with_series: bool, seconds: &[i64]) {
+    use prometheus_wal::record::encode::encode_histogram_samples;
+    use prometheus_wal::record::{Histogram, RecordType, RefHistogramSample, Span};
+    let file = std::fs::File::create(dir.join(name)).unwrap();
+    let mut w = SegmentWriter::new(file, Codec::Snappy);
+    let mut buf = Vec::new();
+    if with_series {
+        let labels = labels(&[
+            ("__name__", "wait_seconds"),
+            ("job", "app"),
+            ("instance", "a:1"),
+        ]);
+        encode_series(
+            &[RefSeries {
+                series_ref: 21,
+                labels,
+            }],
+            &mut buf,
+        );
+        w.log(&buf).unwrap();
+    }
+    for &i in seconds {
+        let h = Histogram {
+            count: i as u64,
+            sum: 1.5 * i as f64,
+            positive_spans: vec![Span {
+                offset: 1,
+                length: 1,
+            }],
+            positive_deltas: vec![i],
+            ..Histogram::default()
+        };
+        buf.clear();
+        let sample = RefHistogramSample {
+            series_ref: 21,
+            t: i * 1000,
+            st: 0,
+            h,
+        };
+        encode_histogram_samples(RecordType::HistogramSamples, &[sample], &mut buf);
+        w.log(&buf).unwrap();
+    }
+    w.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_histograms_resume_with_their_start_time_and_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    write_native_segment(dir.path(), "00000000", true, &[1, 2, 3]);
+    let (sent, _, saved) = run_on(dir.path(), Resume::default(), None).await;
+    let points = |sent: &[CreateTimeSeriesRequest]| distribution_points(sent, "/wait_seconds");
+    assert_eq!(
+        points(&sent),
+        vec![(Some(1000), 2000, 1), (Some(1000), 3000, 2)]
+    );
+    assert_eq!(saved.histograms.len(), 1);
+    progress::file::save(dir.path(), &saved).unwrap();
+
+    write_native_segment(dir.path(), "00000001", false, &[4, 5]);
+    let loaded = progress::file::load(dir.path()).unwrap();
+    let (sent, stats, _) = run_on(dir.path(), Resume::new(loaded), None).await;
+    // Same start time, measured from the first run's baseline; nothing swallowed as a baseline,
+    // nothing sent twice.
+    assert_eq!(
+        points(&sent),
+        vec![(Some(1000), 4000, 3), (Some(1000), 5000, 4)]
+    );
+    assert_eq!(stats.reader.skipped_count(SampleSkip::Baseline), 0);
 }
 
 /// A checkpoint holding samples (agent mode, or a server's head not yet compacted): every one

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use stackdriver_prometheus_sidecar::model::{
-    Distribution, Point, PointKind, PointValue, SeriesPrototype,
+    Buckets, Distribution, Point, PointKind, PointValue, SeriesPrototype,
 };
 
 /// splitmix64: reproducible pseudo-random numbers without a dependency.
@@ -37,6 +37,7 @@ pub fn prototype(i: usize, kind: PointKind) -> Arc<SeriesPrototype> {
         PointKind::GaugeDouble | PointKind::GaugeInt64 => "app_queue_depth",
         PointKind::CumulativeDouble | PointKind::CumulativeInt64 => "http_requests",
         PointKind::CumulativeDistribution => "http_request_duration_seconds",
+        PointKind::GaugeDistribution => "app_batch_size",
     };
     Arc::new(SeriesPrototype::new(
         format!("external.googleapis.com/prometheus/{metric}"),
@@ -78,8 +79,22 @@ pub fn point(kind: PointKind, t: i64) -> Point {
                 count: 66,
                 mean: 0.42,
                 sum_of_squared_deviation: 3.5,
-                bounds: BOUNDS.to_vec(),
+                buckets: Buckets::Explicit(BOUNDS.to_vec()),
                 bucket_counts: vec![1, 2, 3, 5, 8, 13, 21, 8, 3, 1, 1, 0],
+            })),
+        ),
+        PointKind::GaugeDistribution => (
+            None,
+            PointValue::Distribution(Box::new(Distribution {
+                count: 66,
+                mean: 0.42,
+                sum_of_squared_deviation: 3.5,
+                buckets: Buckets::Exponential {
+                    num_finite: 11,
+                    growth: 2f64.sqrt(),
+                    scale: 0.25,
+                },
+                bucket_counts: vec![1, 2, 3, 5, 8, 13, 21, 8, 3, 1, 1],
             })),
         ),
     };

@@ -29,14 +29,14 @@ impl QueuedPoint {
         let value = match &self.point.value {
             PointValue::Distribution(d) => {
                 std::mem::size_of::<Distribution>()
-                    + f64s(d.bounds.capacity() + d.bucket_counts.capacity())
+                    + d.buckets.heap_bytes()
+                    + f64s(d.bucket_counts.capacity())
             }
             PointValue::Double(_) | PointValue::Int64(_) => 0,
         };
         let state = match self.delivery.as_ref().map(|d| &d.ack) {
             Some(PointAck::Histogram(_, state)) => {
-                std::mem::size_of::<SavedHistogramState>()
-                    + f64s(2 * (state.base.buckets.capacity() + state.previous.buckets.capacity()))
+                std::mem::size_of::<SavedHistogramState>() + state.heap_bytes()
             }
             _ => 0,
         };

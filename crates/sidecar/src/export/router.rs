@@ -376,7 +376,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn chunks_of_large_distributions_hold_fewer_points_so_queues_are_bounded_in_bytes() {
-        use crate::model::Distribution;
+        use crate::model::{Buckets, Distribution};
         let sink = Arc::new(SlowSink::default());
         let stats = Arc::new(Stats::default());
         let config = ExportConfig::new("p", 1).without_time_limits();
@@ -391,7 +391,7 @@ mod tests {
                     count: 0,
                     mean: 0.0,
                     sum_of_squared_deviation: 0.0,
-                    bounds: (0..buckets).map(|b| b as f64).collect(),
+                    buckets: Buckets::Explicit((0..buckets).map(|b| b as f64).collect()),
                     bucket_counts: vec![0; buckets + 1],
                 })),
             },

@@ -5,11 +5,13 @@
 
 pub(crate) mod intern;
 pub(crate) mod lanes;
+pub mod native;
 pub(crate) mod point;
 pub(crate) mod prototype;
 pub(crate) mod validate;
 pub(crate) mod wire;
 
-pub use point::{Distribution, Point, PointKind, PointValue};
+pub use native::NativeHistogram;
+pub use point::{Buckets, Distribution, Point, PointKind, PointValue};
 pub use prototype::{LastInterval, SeriesPrototype, SharedPrototype};
 pub use validate::Invalid;

@@ -4,7 +4,7 @@
 
 use gcm_api::api::Distribution as DistributionProto;
 use gcm_api::api::distribution::BucketOptions;
-use gcm_api::api::distribution::bucket_options::{Explicit, Options};
+use gcm_api::api::distribution::bucket_options::{Explicit, Exponential, Options};
 use gcm_api::api::metric_descriptor::{MetricKind, ValueType};
 use gcm_api::monitoring::{Point as PointProto, TimeInterval, TypedValue, typed_value};
 
@@ -21,13 +21,17 @@ pub enum PointKind {
     CumulativeInt64,
     /// A CUMULATIVE with DISTRIBUTION values (Prometheus histograms).
     CumulativeDistribution,
+    /// A GAUGE with DISTRIBUTION values (Prometheus gauge histograms).
+    GaugeDistribution,
 }
 
 impl PointKind {
     /// The protobuf metric kind.
     pub fn metric_kind(self) -> MetricKind {
         match self {
-            PointKind::GaugeDouble | PointKind::GaugeInt64 => MetricKind::Gauge,
+            PointKind::GaugeDouble | PointKind::GaugeInt64 | PointKind::GaugeDistribution => {
+                MetricKind::Gauge
+            }
             PointKind::CumulativeDouble
             | PointKind::CumulativeInt64
             | PointKind::CumulativeDistribution => MetricKind::Cumulative,
@@ -39,12 +43,59 @@ impl PointKind {
         match self {
             PointKind::GaugeDouble | PointKind::CumulativeDouble => ValueType::Double,
             PointKind::GaugeInt64 | PointKind::CumulativeInt64 => ValueType::Int64,
-            PointKind::CumulativeDistribution => ValueType::Distribution,
+            PointKind::CumulativeDistribution | PointKind::GaugeDistribution => {
+                ValueType::Distribution
+            }
         }
     }
 }
 
-/// A DISTRIBUTION value with explicit bucket bounds, as a Prometheus histogram becomes.
+/// How a distribution's buckets are laid out: always an underflow bucket first and an overflow
+/// bucket last, around the finite buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Buckets {
+    /// Finite bounds, strictly increasing; bucket `i` is `[bounds[i-1], bounds[i])`. Classic and
+    /// custom-bucket histograms.
+    Explicit(Vec<f64>),
+    /// `num_finite` buckets, bucket `k` (1-based) being `[scale·growth^(k-1), scale·growth^k)`.
+    /// Native histograms.
+    Exponential {
+        /// Number of finite buckets (at least 1).
+        num_finite: i32,
+        /// Ratio of consecutive bounds (above 1).
+        growth: f64,
+        /// Lower bound of the first finite bucket (above 0).
+        scale: f64,
+    },
+}
+
+impl Buckets {
+    /// Number of buckets, underflow and overflow included.
+    pub fn len(&self) -> usize {
+        match self {
+            Buckets::Explicit(bounds) => bounds.len() + 1,
+            Buckets::Exponential { num_finite, .. } => (*num_finite).max(0) as usize + 2,
+        }
+    }
+
+    /// True when there are no finite buckets (never the case for a valid layout).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Buckets::Explicit(bounds) => bounds.is_empty(),
+            Buckets::Exponential { num_finite, .. } => *num_finite < 1,
+        }
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Buckets::Explicit(bounds) => bounds.capacity() * std::mem::size_of::<f64>(),
+            Buckets::Exponential { .. } => 0,
+        }
+    }
+}
+
+/// A DISTRIBUTION value, as a Prometheus histogram becomes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Distribution {
     /// Number of observations.
@@ -53,10 +104,9 @@ pub struct Distribution {
     pub mean: f64,
     /// Sum of squared deviations from the mean, estimated from bucket midpoints.
     pub sum_of_squared_deviation: f64,
-    /// Finite bucket bounds, strictly increasing; bucket `i` is `[bounds[i-1], bounds[i])`,
-    /// with an underflow bucket before the first bound and an overflow bucket after the last.
-    pub bounds: Vec<f64>,
-    /// Observations per bucket: at most `bounds.len() + 1` entries, summing to `count`.
+    /// The bucket layout.
+    pub buckets: Buckets,
+    /// Observations per bucket: at most `buckets.len()` entries, summing to `count`.
     pub bucket_counts: Vec<i64>,
 }
 
@@ -124,9 +174,18 @@ impl Distribution {
             mean: self.mean,
             sum_of_squared_deviation: self.sum_of_squared_deviation,
             bucket_options: Some(BucketOptions {
-                options: Some(Options::ExplicitBuckets(Explicit {
-                    bounds: self.bounds,
-                })),
+                options: Some(match self.buckets {
+                    Buckets::Explicit(bounds) => Options::ExplicitBuckets(Explicit { bounds }),
+                    Buckets::Exponential {
+                        num_finite,
+                        growth,
+                        scale,
+                    } => Options::ExponentialBuckets(Exponential {
+                        num_finite_buckets: num_finite,
+                        growth_factor: growth,
+                        scale,
+                    }),
+                }),
             }),
             bucket_counts: self.bucket_counts,
             ..Default::default()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use gcm_api::api::metric_descriptor::MetricKind;
 
-use super::point::{Point, PointKind, PointValue};
+use super::point::{Buckets, Distribution, Point, PointKind, PointValue};
 
 /// Metric type domains a client may write to.
 const WRITABLE_DOMAINS: [&str; 4] = [
@@ -133,13 +133,7 @@ pub fn check_point(
     }
     check_age(point.end_ms, now_ms, limits)?;
     if let PointValue::Distribution(d) = &point.value {
-        check_distribution(
-            d.count,
-            d.mean,
-            d.sum_of_squared_deviation,
-            &d.bounds,
-            &d.bucket_counts,
-        )?;
+        check_distribution(d)?;
     }
     Ok(())
 }
@@ -221,24 +215,27 @@ fn check_label(key: &str, value: &str) -> Result<(), Invalid> {
     }
 }
 
-/// Explicit-bucket distributions as `google.api.Distribution` defines them.
-fn check_distribution(
-    count: i64,
-    mean: f64,
-    sum_of_squared_deviation: f64,
-    bounds: &[f64],
-    bucket_counts: &[i64],
-) -> Result<(), Invalid> {
-    let buckets = bounds.len() + 1;
-    let ok = count >= 0
-        && (count != 0 || (mean == 0.0 && sum_of_squared_deviation == 0.0))
-        && !bounds.is_empty()
-        && buckets <= MAX_BUCKETS
+/// Distributions as `google.api.Distribution` defines them: explicit bounds strictly increasing,
+/// exponential buckets with at least one finite bucket, growth above 1 and a positive scale, at
+/// most [`MAX_BUCKETS`] buckets, counts not negative and adding up to `count`.
+fn check_distribution(d: &Distribution) -> Result<(), Invalid> {
+    let layout_ok = match &d.buckets {
         // `<` is false for NaN, so NaN bounds are refused too.
-        && bounds.windows(2).all(|w| w[0] < w[1])
-        && bucket_counts.len() <= buckets
-        && bucket_counts.iter().all(|c| *c >= 0)
-        && bucket_counts.iter().map(|c| i128::from(*c)).sum::<i128>() == i128::from(count);
+        Buckets::Explicit(bounds) => !bounds.is_empty() && bounds.windows(2).all(|w| w[0] < w[1]),
+        Buckets::Exponential {
+            num_finite,
+            growth,
+            scale,
+        } => *num_finite >= 1 && *growth > 1.0 && *scale > 0.0,
+    };
+    let buckets = d.buckets.len();
+    let ok = layout_ok
+        && d.count >= 0
+        && (d.count != 0 || (d.mean == 0.0 && d.sum_of_squared_deviation == 0.0))
+        && buckets <= MAX_BUCKETS
+        && d.bucket_counts.len() <= buckets
+        && d.bucket_counts.iter().all(|c| *c >= 0)
+        && d.bucket_counts.iter().map(|c| i128::from(*c)).sum::<i128>() == i128::from(d.count);
     if ok {
         Ok(())
     } else {
@@ -249,7 +246,6 @@ fn check_distribution(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Distribution;
 
     include!("../../../gcm-api/testdata/validation_cases.rs");
 
@@ -257,7 +253,12 @@ mod tests {
 
     fn check_case(case: &Case) -> Result<(), Invalid> {
         let kind = match (&case.value, case.cumulative) {
-            (CaseValue::Distribution { .. }, _) => PointKind::CumulativeDistribution,
+            (CaseValue::Distribution { .. } | CaseValue::Exponential { .. }, true) => {
+                PointKind::CumulativeDistribution
+            }
+            (CaseValue::Distribution { .. } | CaseValue::Exponential { .. }, false) => {
+                PointKind::GaugeDistribution
+            }
             (CaseValue::Double(_), true) => PointKind::CumulativeDouble,
             (CaseValue::Double(_), false) => PointKind::GaugeDouble,
         };
@@ -275,7 +276,24 @@ mod tests {
                 count: *count,
                 mean: *mean,
                 sum_of_squared_deviation: *sum_of_squared_deviation,
-                bounds: bounds.clone(),
+                buckets: Buckets::Explicit(bounds.clone()),
+                bucket_counts: bucket_counts.clone(),
+            })),
+            CaseValue::Exponential {
+                count,
+                num_finite_buckets,
+                growth_factor,
+                scale,
+                bucket_counts,
+            } => PointValue::Distribution(Box::new(Distribution {
+                count: *count,
+                mean: if *count == 0 { 0.0 } else { 1.0 },
+                sum_of_squared_deviation: 0.0,
+                buckets: Buckets::Exponential {
+                    num_finite: *num_finite_buckets,
+                    growth: *growth_factor,
+                    scale: *scale,
+                },
                 bucket_counts: bucket_counts.clone(),
             })),
         };

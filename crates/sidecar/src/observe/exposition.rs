@@ -154,6 +154,20 @@ pub fn render(
         c(&stats.reader.batches_processed),
     );
     w.single(
+        "prometheus_sidecar_native_histograms_read_total",
+        Kind::Counter,
+        "Native histogram samples found in WAL histogram records (integer and float).",
+        &[],
+        c(&stats.reader.native_histograms_read),
+    );
+    w.single(
+        "prometheus_sidecar_native_histogram_points_total",
+        Kind::Counter,
+        "Distribution points made from native histogram samples and queued for sending.",
+        &[],
+        c(&stats.reader.native_histogram_points),
+    );
+    w.single(
         "prometheus_sidecar_samples_produced",
         Kind::Counter,
         "Points produced from WAL samples and queued for sending.",
@@ -523,6 +537,8 @@ mod tests {
         stats.export.set_shards(4);
         stats.reader.samples_processed.fetch_add(7, Relaxed);
         stats.reader.batches_processed.fetch_add(2, Relaxed);
+        stats.reader.native_histograms_read.fetch_add(5, Relaxed);
+        stats.reader.native_histogram_points.fetch_add(4, Relaxed);
         stats.export.queued();
         stats.export.points_sent(1);
         stats.export.point_status(0, 1);
@@ -547,6 +563,8 @@ mod tests {
         for (series, want) in [
             ("prometheus_sidecar_samples_processed".to_string(), 7.0),
             ("prometheus_sidecar_batches_processed".into(), 2.0),
+            ("prometheus_sidecar_native_histograms_read_total".into(), 5.0),
+            ("prometheus_sidecar_native_histogram_points_total".into(), 4.0),
             ("prometheus_sidecar_samples_produced".into(), 1.0),
             (
                 r#"prometheus_sidecar_dropped_series{reason="target_not_found"}"#.into(),

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use prometheus_wal::WalPosition;
 
+use crate::model::NativeHistogram;
+
 /// Our progress file (binary, checksummed): the WAL position below which every point was
 /// acknowledged by the backend or deliberately dropped, for every series the end time of its last
 /// delivered point and, for cumulative series, the baseline its values are measured from, and for
@@ -26,10 +28,17 @@ const LEGACY_SEGMENT_SIZE: u64 = 128 * 1024 * 1024;
 const LEGACY_MARGIN: u64 = 512 * 1024;
 
 /// Current format, little-endian: this magic, the WAL position (segment, offset), the series
-/// count and one `ENTRY_LEN` entry per series, the histogram count and each histogram's state,
-/// then a CRC-32C of all that. Files of the series-only format (`MAGIC_V1`) are still read.
-const MAGIC: &[u8; 8] = b"SDSCPRG2";
+/// count and one `ENTRY_LEN` entry per series, the histogram count and each histogram's state
+/// (in 8-byte words: hash, last time, kind, start time, then the base and previous values), then
+/// a CRC-32C of all that. Files of the series-only format (`MAGIC_V1`) and of the format before
+/// native histograms (`MAGIC_V2`, no kind word) are still read.
+const MAGIC: &[u8; 8] = b"SDSCPRG3";
+const MAGIC_V2: &[u8; 8] = b"SDSCPRG2";
 const MAGIC_V1: &[u8; 8] = b"SDSCPRG1";
+/// Kind words of the histogram section.
+const CLASSIC: u64 = 0;
+const NATIVE: u64 = 1;
+const GAUGE: u64 = 2;
 const ENTRY_LEN: usize = 8 + 8 + 8 + 1 + 8 + 8 + 8;
 
 /// Where a counter's values are measured from.
@@ -67,15 +76,55 @@ pub struct SavedSnapshot {
     pub buckets: Vec<(f64, f64)>,
 }
 
-/// What a histogram's distributions are measured from.
+/// What a classic histogram's distributions are measured from.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SavedHistogramState {
+pub struct SavedClassic {
     /// Start of the current interval (ms).
     pub start_ms: i64,
     /// Subtracted from every value.
     pub base: SavedSnapshot,
     /// The last run's values (reset detection).
     pub previous: SavedSnapshot,
+}
+
+/// What a native histogram's distributions are measured from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SavedNative {
+    /// Start of the current interval (ms).
+    pub start_ms: i64,
+    /// Subtracted from every sample.
+    pub base: NativeHistogram,
+    /// The last sample (reset detection).
+    pub previous: NativeHistogram,
+}
+
+/// What a histogram's distributions are measured from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SavedHistogramState {
+    /// A classic histogram (or one of custom buckets).
+    Classic(SavedClassic),
+    /// A native histogram.
+    Native(SavedNative),
+    /// A gauge histogram: nothing to measure from; only the time of its last point matters.
+    Gauge,
+}
+
+impl SavedHistogramState {
+    /// Heap bytes held by the buckets.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            SavedHistogramState::Classic(c) => {
+                16 * (c.base.buckets.capacity() + c.previous.buckets.capacity())
+            }
+            SavedHistogramState::Gauge => 0,
+            SavedHistogramState::Native(n) => {
+                16 * (n.base.positive.capacity()
+                    + n.base.negative.capacity()
+                    + n.previous.positive.capacity()
+                    + n.previous.negative.capacity())
+            }
+        }
+    }
 }
 
 /// Delivery state of one histogram output series.
@@ -213,7 +262,12 @@ fn encode<W: Write>(
         crc = crc32c::crc32c_append(crc, b);
         w.write_all(b)
     };
-    put(w, MAGIC)?;
+    // Without native or gauge histograms the file is written in the previous format, which
+    // earlier versions read: going back to one loses nothing unless those are in use.
+    let kinds = histograms
+        .iter()
+        .any(|h| !matches!(h.state, SavedHistogramState::Classic(_)));
+    put(w, if kinds { MAGIC } else { MAGIC_V2 })?;
     put(w, &position.segment.to_le_bytes())?;
     put(w, &position.offset.to_le_bytes())?;
     let mut write_series = |n: usize, iter: &mut dyn Iterator<Item = SavedSeries>| {
@@ -249,22 +303,51 @@ fn encode<W: Write>(
     for h in histograms {
         put(w, &h.hash.to_le_bytes())?;
         put(w, &h.last_t.to_le_bytes())?;
-        put(w, &h.state.start_ms.to_le_bytes())?;
-        for snap in [&h.state.base, &h.state.previous] {
-            put(w, &snap.count.to_bits().to_le_bytes())?;
-            put(w, &snap.sum.to_bits().to_le_bytes())?;
-            put(w, &(snap.buckets.len() as u64).to_le_bytes())?;
-            for (le, v) in &snap.buckets {
-                put(w, &le.to_bits().to_le_bytes())?;
-                put(w, &v.to_bits().to_le_bytes())?;
+        match &h.state {
+            SavedHistogramState::Classic(c) => {
+                if kinds {
+                    put(w, &CLASSIC.to_le_bytes())?;
+                }
+                put(w, &c.start_ms.to_le_bytes())?;
+                for snap in [&c.base, &c.previous] {
+                    put(w, &snap.count.to_bits().to_le_bytes())?;
+                    put(w, &snap.sum.to_bits().to_le_bytes())?;
+                    put(w, &(snap.buckets.len() as u64).to_le_bytes())?;
+                    for (le, v) in &snap.buckets {
+                        put(w, &le.to_bits().to_le_bytes())?;
+                        put(w, &v.to_bits().to_le_bytes())?;
+                    }
+                }
+            }
+            SavedHistogramState::Gauge => {
+                put(w, &GAUGE.to_le_bytes())?;
+                put(w, &0i64.to_le_bytes())?;
+            }
+            SavedHistogramState::Native(n) => {
+                put(w, &NATIVE.to_le_bytes())?;
+                put(w, &n.start_ms.to_le_bytes())?;
+                for h in [&n.base, &n.previous] {
+                    put(w, &i64::from(h.schema).to_le_bytes())?;
+                    for v in [h.zero_threshold, h.zero_count, h.count, h.sum] {
+                        put(w, &v.to_bits().to_le_bytes())?;
+                    }
+                    for side in [&h.positive, &h.negative] {
+                        put(w, &(side.len() as u64).to_le_bytes())?;
+                        for (i, c) in side {
+                            put(w, &i64::from(*i).to_le_bytes())?;
+                            put(w, &c.to_bits().to_le_bytes())?;
+                        }
+                    }
+                }
             }
         }
     }
     w.write_all(&crc.to_le_bytes())
 }
 
-/// Reads the histogram section: every length is checked against the bytes present.
-fn decode_histograms(b: &[u8]) -> Result<Vec<SavedHistogram>, String> {
+/// Reads the histogram section (`kinds`: each histogram has a kind word, from version 3 on);
+/// every length is checked against the bytes present.
+fn decode_histograms(b: &[u8], kinds: bool) -> Result<Vec<SavedHistogram>, String> {
     let mut at = 0usize;
     let mut word = |what: &str| -> Result<u64, String> {
         if b.len() < at + 8 {
@@ -273,35 +356,75 @@ fn decode_histograms(b: &[u8]) -> Result<Vec<SavedHistogram>, String> {
         at += 8;
         Ok(u64_at(b, at - 8))
     };
+    let most = (b.len() / 16) as u64;
     let count = word("its count")?;
     let mut out = Vec::new();
     for _ in 0..count {
         let hash = word("a histogram")?;
         let last_t = word("a histogram")? as i64;
+        let kind = if kinds { word("a histogram")? } else { CLASSIC };
         let start_ms = word("a histogram")? as i64;
-        let mut snaps = [SavedSnapshot::default(), SavedSnapshot::default()];
-        for snap in &mut snaps {
-            snap.count = f64::from_bits(word("a histogram")?);
-            snap.sum = f64::from_bits(word("a histogram")?);
-            let n = word("a histogram")?;
-            if n > (b.len() / 16) as u64 {
-                return Err(format!("a histogram announces {n} buckets"));
+        let state = match kind {
+            CLASSIC => {
+                let mut snaps = [SavedSnapshot::default(), SavedSnapshot::default()];
+                for snap in &mut snaps {
+                    snap.count = f64::from_bits(word("a histogram")?);
+                    snap.sum = f64::from_bits(word("a histogram")?);
+                    let n = word("a histogram")?;
+                    if n > most {
+                        return Err(format!("a histogram announces {n} buckets"));
+                    }
+                    for _ in 0..n {
+                        let le = f64::from_bits(word("a bucket")?);
+                        let v = f64::from_bits(word("a bucket")?);
+                        snap.buckets.push((le, v));
+                    }
+                }
+                let [base, previous] = snaps;
+                SavedHistogramState::Classic(SavedClassic {
+                    start_ms,
+                    base,
+                    previous,
+                })
             }
-            for _ in 0..n {
-                let le = f64::from_bits(word("a bucket")?);
-                let v = f64::from_bits(word("a bucket")?);
-                snap.buckets.push((le, v));
+            NATIVE => {
+                let mut hs = [NativeHistogram::default(), NativeHistogram::default()];
+                for h in &mut hs {
+                    h.schema = i32::try_from(word("a native histogram")? as i64)
+                        .map_err(|_| "a native histogram's schema is out of range".to_string())?;
+                    h.zero_threshold = f64::from_bits(word("a native histogram")?);
+                    h.zero_count = f64::from_bits(word("a native histogram")?);
+                    h.count = f64::from_bits(word("a native histogram")?);
+                    h.sum = f64::from_bits(word("a native histogram")?);
+                    for side in [&mut h.positive, &mut h.negative] {
+                        let n = word("a native histogram")?;
+                        if n > most {
+                            return Err(format!("a native histogram announces {n} buckets"));
+                        }
+                        for _ in 0..n {
+                            let i = i32::try_from(word("a bucket")? as i64)
+                                .map_err(|_| "a bucket index is out of range".to_string())?;
+                            side.push((i, f64::from_bits(word("a bucket")?)));
+                        }
+                        if side.windows(2).any(|w| w[0].0 >= w[1].0) {
+                            return Err("a native histogram's buckets are not in order".into());
+                        }
+                    }
+                }
+                let [base, previous] = hs;
+                SavedHistogramState::Native(SavedNative {
+                    start_ms,
+                    base,
+                    previous,
+                })
             }
-        }
-        let [base, previous] = snaps;
+            GAUGE => SavedHistogramState::Gauge,
+            other => return Err(format!("unknown histogram kind {other}")),
+        };
         out.push(SavedHistogram {
             hash,
             last_t,
-            state: SavedHistogramState {
-                start_ms,
-                base,
-                previous,
-            },
+            state,
         });
     }
     if at != b.len() {
@@ -318,10 +441,11 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 fn decode(bytes: &[u8]) -> Result<SavedProgress, String> {
     const HEADER: usize = 8 + 8 + 8 + 8;
-    if bytes.len() < HEADER + 4 || (&bytes[..8] != MAGIC && &bytes[..8] != MAGIC_V1) {
+    let magic = bytes.get(..8).unwrap_or_default();
+    if bytes.len() < HEADER + 4 || ![&MAGIC[..], MAGIC_V2, MAGIC_V1].contains(&magic) {
         return Err("unknown format (bad header)".into());
     }
-    let v1 = &bytes[..8] == MAGIC_V1;
+    let v1 = magic == MAGIC_V1;
     let (body, crc) = bytes.split_at(bytes.len() - 4);
     let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
     if crc32c::crc32c(body) != want {
@@ -344,7 +468,7 @@ fn decode(bytes: &[u8]) -> Result<SavedProgress, String> {
     let histograms = if v1 {
         Vec::new()
     } else {
-        decode_histograms(&body[series_end..])?
+        decode_histograms(&body[series_end..], magic == &MAGIC[..])?
     };
     let series = body[HEADER..series_end]
         .chunks_exact(ENTRY_LEN)
@@ -411,24 +535,71 @@ mod tests {
                     }),
                 },
             ],
-            histograms: vec![SavedHistogram {
-                hash: 0xdead_beef,
-                last_t: 1_700_000_000_500,
-                state: SavedHistogramState {
-                    start_ms: 1_699_000_000_000,
-                    base: SavedSnapshot {
-                        count: 3.0,
-                        sum: 1.5,
-                        buckets: vec![(0.1, 1.0), (f64::INFINITY, 3.0)],
-                    },
-                    previous: SavedSnapshot {
-                        count: 10.0,
-                        sum: 4.0,
-                        buckets: vec![(0.1, 4.0), (f64::INFINITY, 10.0)],
-                    },
+            histograms: vec![
+                SavedHistogram {
+                    hash: 0xdead_beef,
+                    last_t: 1_700_000_000_500,
+                    state: SavedHistogramState::Classic(SavedClassic {
+                        start_ms: 1_699_000_000_000,
+                        base: SavedSnapshot {
+                            count: 3.0,
+                            sum: 1.5,
+                            buckets: vec![(0.1, 1.0), (f64::INFINITY, 3.0)],
+                        },
+                        previous: SavedSnapshot {
+                            count: 10.0,
+                            sum: 4.0,
+                            buckets: vec![(0.1, 4.0), (f64::INFINITY, 10.0)],
+                        },
+                    }),
                 },
-            }],
+                SavedHistogram {
+                    hash: 0xfeed,
+                    last_t: 1_700_000_000_600,
+                    state: SavedHistogramState::Native(SavedNative {
+                        start_ms: 1_699_000_000_001,
+                        base: NativeHistogram {
+                            schema: -2,
+                            zero_threshold: 1e-128,
+                            zero_count: 1.0,
+                            count: 4.0,
+                            sum: -7.5,
+                            positive: vec![(-3, 1.0), (2, 1.0)],
+                            negative: vec![(0, 1.0)],
+                        },
+                        previous: NativeHistogram {
+                            schema: 8,
+                            count: 9.0,
+                            sum: 12.0,
+                            positive: vec![(i32::MIN, 2.0), (i32::MAX, 7.0)],
+                            ..NativeHistogram::default()
+                        },
+                    }),
+                },
+                SavedHistogram {
+                    hash: 0xbeef,
+                    last_t: 1_700_000_000_700,
+                    state: SavedHistogramState::Gauge,
+                },
+            ],
         }
+    }
+
+    #[test]
+    fn files_without_native_histograms_are_written_as_version_2() {
+        let mut v2 = sample();
+        v2.histograms.truncate(1);
+        let mut buf = Vec::new();
+        encode(&mut buf, v2.position, &v2.histograms, |w| {
+            all_series(&v2, w)
+        })
+        .unwrap();
+        // Only classic histograms: written in version 2, without the kind word after each
+        // histogram's time, so that earlier versions read it.
+        assert_eq!(&buf[..8], MAGIC_V2);
+        let at = 8 * 4 + 2 * ENTRY_LEN + 8 + 8 * 2;
+        assert_eq!(u64_at(&buf, at), 1_699_000_000_000, "the start time");
+        assert_eq!(decode(&buf).unwrap(), v2);
     }
 
     #[test]
@@ -455,7 +626,7 @@ mod tests {
         encode(&mut buf, p.position, &p.histograms, |w| all_series(&p, w)).unwrap();
         let mut body = buf[..buf.len() - 4].to_vec();
         // The base snapshot's bucket count of the one histogram.
-        let at = 8 * 4 + 2 * ENTRY_LEN + 8 + 8 * 3 + 8 * 2;
+        let at = 8 * 4 + 2 * ENTRY_LEN + 8 + 8 * 4 + 8 * 2;
         assert_eq!(u64_at(&body, at), 2);
         body[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
         let crc = crc32c::crc32c(&body);

@@ -20,8 +20,8 @@ use ahash::AHashMap;
 use prometheus_wal::WalPosition;
 
 pub use file::{
-    LoadedProgress, SavedBaseline, SavedHistogram, SavedHistogramState, SavedProgress, SavedSeries,
-    SavedSnapshot,
+    LoadedProgress, SavedBaseline, SavedClassic, SavedHistogram, SavedHistogramState, SavedNative,
+    SavedProgress, SavedSeries, SavedSnapshot,
 };
 pub use marks::{DeliveryMarks, LoadedMarks, Mark};
 pub use slab::AckId;

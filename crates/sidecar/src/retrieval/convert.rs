@@ -7,10 +7,14 @@
 //! samples and for histogram runs (whose baselines live in [`HistogramBaselines`]). It must never
 //! look series up or queue anything.
 
+use prometheus_wal::record::CounterResetHint;
+
 use super::histogram::{HistogramBaselines, HistogramRun, HistogramSkip};
+use super::native::{NativeBaselines, NativeSkip, distribution};
 use super::resolve::{Conversion, ResolvedSeries};
 use crate::model::LastInterval;
-use crate::model::{Point, PointKind, PointValue};
+use crate::model::{NativeHistogram, Point, PointKind, PointValue};
+use crate::progress::SavedHistogramState;
 use crate::stats::HistogramDrop;
 
 /// Baseline of a cumulative series.
@@ -103,8 +107,10 @@ pub enum Skipped {
 /// share it, so the later one's points are refused rather than sent out of order.
 #[derive(Debug, Default)]
 pub struct Converter {
-    /// Baselines of histograms.
+    /// Baselines of classic histograms.
     histograms: HistogramBaselines,
+    /// Baselines of cumulative native histograms.
+    natives: NativeBaselines,
 }
 
 impl Converter {
@@ -123,6 +129,9 @@ impl Converter {
                 (Some(start), value)
             }
             Conversion::Histogram(_) => return Err(Skipped::HistogramPart),
+            Conversion::Native => {
+                return Err(Skipped::InvalidHistogram(HistogramDrop::KindMismatch));
+            }
         };
         check_order(&series.prototype.last_interval, (start.unwrap_or(0), t))?;
         let value = match series.prototype.kind {
@@ -133,7 +142,9 @@ impl Converter {
             PointKind::GaugeInt64 | PointKind::CumulativeInt64 => {
                 PointValue::Int64(value.round() as i64)
             }
-            PointKind::CumulativeDistribution => return Err(Skipped::HistogramPart),
+            PointKind::CumulativeDistribution | PointKind::GaugeDistribution => {
+                return Err(Skipped::HistogramPart);
+            }
         };
         Ok(Point {
             start_ms: start,
@@ -158,14 +169,58 @@ impl Converter {
         })
     }
 
+    /// The point of native histogram sample `h` at `t` of `series` (a series of distributions):
+    /// as it is for a gauge histogram, measured from the series' baseline for a cumulative one.
+    pub fn convert_native(
+        &mut self,
+        series: &ResolvedSeries,
+        t: i64,
+        h: NativeHistogram,
+        hint: CounterResetHint,
+    ) -> Result<Point, Skipped> {
+        let prototype = &series.prototype;
+        if series.conversion != Conversion::Native {
+            return Err(Skipped::InvalidHistogram(HistogramDrop::KindMismatch));
+        }
+        let (start, distribution) = match prototype.kind {
+            PointKind::GaugeDistribution => {
+                (None, distribution(&h).map_err(Skipped::InvalidHistogram)?)
+            }
+            _ => {
+                let (start, d) = self
+                    .natives
+                    .convert(prototype.hash, t, h, hint)
+                    .map_err(|e| match e {
+                        NativeSkip::Baseline => Skipped::Baseline,
+                        NativeSkip::OutOfOrder => Skipped::OutOfOrder,
+                        NativeSkip::Invalid(reason) => Skipped::InvalidHistogram(reason),
+                    })?;
+                (Some(start), d)
+            }
+        };
+        check_order(&prototype.last_interval, (start.unwrap_or(0), t))?;
+        Ok(Point {
+            start_ms: start,
+            end_ms: t,
+            value: PointValue::Distribution(Box::new(distribution)),
+        })
+    }
+
     /// A histogram's state, to save with the delivery of its point.
-    pub fn histogram_state(&self, hash: u64) -> Option<crate::progress::SavedHistogramState> {
-        self.histograms.saved(hash)
+    pub fn histogram_state(&self, hash: u64) -> Option<SavedHistogramState> {
+        match self.histograms.saved(hash) {
+            Some(classic) => Some(SavedHistogramState::Classic(classic)),
+            None => self.natives.saved(hash).map(SavedHistogramState::Native),
+        }
     }
 
     /// Continues a histogram from what a previous run saved.
-    pub fn restore_histogram(&mut self, hash: u64, saved: &crate::progress::SavedHistogramState) {
-        self.histograms.restore(hash, saved);
+    pub fn restore_histogram(&mut self, hash: u64, saved: &SavedHistogramState) {
+        match saved {
+            SavedHistogramState::Classic(classic) => self.histograms.restore(hash, classic),
+            SavedHistogramState::Native(native) => self.natives.restore(hash, native),
+            SavedHistogramState::Gauge => {}
+        }
     }
 }
 

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use ahash::AHashMap;
 
 use super::resolve::HistogramPart;
-use crate::model::{Distribution, SeriesPrototype};
-use crate::progress::{SavedHistogramState, SavedSnapshot};
+use crate::model::{Buckets, Distribution, SeriesPrototype};
+use crate::progress::{SavedClassic, SavedSnapshot};
 use crate::stats::HistogramDrop;
 
 /// The samples of one histogram at one timestamp.
@@ -177,8 +177,8 @@ pub struct HistogramBaselines {
 
 impl HistogramBaselines {
     /// The state of a histogram, to save with its delivery.
-    pub fn saved(&self, hash: u64) -> Option<SavedHistogramState> {
-        self.states.get(&hash).map(|s| SavedHistogramState {
+    pub fn saved(&self, hash: u64) -> Option<SavedClassic> {
+        self.states.get(&hash).map(|s| SavedClassic {
             start_ms: s.start_ms,
             base: s.base.saved(),
             previous: s.previous.saved(),
@@ -186,7 +186,7 @@ impl HistogramBaselines {
     }
 
     /// Continues a histogram from the state a previous run saved.
-    pub fn restore(&mut self, hash: u64, saved: &SavedHistogramState) {
+    pub fn restore(&mut self, hash: u64, saved: &SavedClassic) {
         self.states.insert(
             hash,
             HistogramState {
@@ -326,7 +326,7 @@ fn distribution(h: &Snapshot) -> Result<Distribution, HistogramSkip> {
         count,
         mean,
         sum_of_squared_deviation: ssd,
-        bounds,
+        buckets: Buckets::Explicit(bounds),
         bucket_counts,
     })
 }
@@ -374,7 +374,7 @@ mod tests {
         assert_eq!(start, 1000);
         assert_eq!(d.count, 5);
         assert_eq!(d.mean, 2.0);
-        assert_eq!(d.bounds, [1.0, 2.0]);
+        assert_eq!(d.buckets, Buckets::Explicit(vec![1.0, 2.0]));
         // Increases of the cumulative buckets: ≤1: 2, ≤2: 3, +Inf: 5.
         assert_eq!(d.bucket_counts, [2, 1, 2]);
     }
@@ -461,7 +461,7 @@ mod tests {
         let (start, d) = b.convert(with_new(4000, 3.0, 5.0, 7.0)).unwrap();
         assert_eq!(start, 3000);
         assert_eq!(d.count, 3);
-        assert_eq!(d.bounds, [1.0, 2.0]);
+        assert_eq!(d.buckets, Buckets::Explicit(vec![1.0, 2.0]));
         assert_eq!(d.bucket_counts, [1, 1, 1]);
     }
 
@@ -472,7 +472,7 @@ mod tests {
         let (_, d) = b
             .convert(run(2000, Some(5.0), 5.0, &[(2.0, 3.0), (INF, 5.0)]))
             .unwrap();
-        assert_eq!(d.bounds, [2.0]);
+        assert_eq!(d.buckets, Buckets::Explicit(vec![2.0]));
         assert_eq!(d.bucket_counts, [1, 1]);
     }
 
@@ -530,7 +530,7 @@ mod tests {
         let mut b = HistogramBaselines::default();
         let _ = b.convert(run(1000, Some(0.0), 0.0, &[(1.0, 0.0)]));
         let (_, d) = b.convert(run(2000, Some(3.0), 3.0, &[(1.0, 1.0)])).unwrap();
-        assert_eq!(d.bounds, [1.0]);
+        assert_eq!(d.buckets, Buckets::Explicit(vec![1.0]));
         assert_eq!(d.bucket_counts, [1, 2]);
         let _ = b.convert(run(3000, Some(4.0), 3.0, &[(1.0, 1.0)]));
         assert_eq!(

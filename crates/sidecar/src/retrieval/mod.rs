@@ -10,6 +10,8 @@ mod delivery;
 pub(crate) mod gc;
 pub mod histogram;
 mod lookup;
+pub mod native;
+mod output;
 pub(crate) mod reader;
 pub mod resolve;
 pub(crate) mod resource;

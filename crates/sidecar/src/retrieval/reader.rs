@@ -1,8 +1,8 @@
 //! The reader loop: WAL records in, queued points out. Runs on its own thread.
 //!
-//! Series records fill the series cache; each sample of a samples record is looked up by ref,
-//! resolved on first use ([`super::lookup`]), converted and queued on its shard, blocking while
-//! the shard is full. What a previous run delivered is skipped ([`super::delivery`]). It must
+//! Series records fill the series cache; each sample of a samples or native histogram record is
+//! looked up by ref, resolved on first use ([`super::lookup`]), converted and queued on its shard
+//! ([`super::output`]), blocking while the shard is full. What a previous run delivered is skipped ([`super::delivery`]). It must
 //! never send or save anything itself. Shutdown is observed through the follower: it returns
 //! `None` once the stop flag is set, and dropping the reader drops its export handle so the
 //! shards can drain.
@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use prometheus_wal::record::{
-    RecordType, RefSample, RefSeries, decode_samples, decode_series, record_type,
+    CounterResetHint, RecordType, RefFloatHistogramSample, RefHistogramSample, RefSample,
+    RefSeries, decode_float_histogram_samples, decode_histogram_samples, decode_samples,
+    decode_series, is_stale_marker, record_type,
 };
 use prometheus_wal::{Follower, Next, RecordSource, WalError, WalPosition};
 use tokio::runtime::Handle;
@@ -22,15 +24,16 @@ use super::aggregator::{CounterAggregator, ExportSchedule};
 use super::convert::{Converter, Skipped};
 use super::delivery::{Bookkeeping, ReaderProgress};
 use super::gc::{GC_INTERVAL, SeriesGc};
-use super::histogram::{HistogramRun, RunCollector};
-use super::lookup::{count_dropped, resolve_entry};
-use super::resolve::{Conversion, HistogramPart, Resolver, SeriesSources};
+use super::histogram::RunCollector;
+use super::native::NativeRecordSample;
+use super::output::Output;
+use super::resolve::{Conversion, Resolver, SeriesSources};
 use super::series::{SeriesCache, SeriesState};
 use crate::export::{Delivery, ExportClosed, ExportHandle, QueuedPoint};
 use crate::filter::SeriesFilter;
-use crate::model::SharedPrototype;
-use crate::progress::{Mark, PointAck};
-use crate::stats::{DropReason, ReaderStats, SampleSkip};
+use crate::model::{NativeHistogram, PointKind};
+use crate::progress::PointAck;
+use crate::stats::{HistogramDrop, ReaderStats, SampleSkip};
 
 /// How many samples ahead the reader asks the CPU to load series prototypes.
 const PREFETCH_AHEAD: usize = 8;
@@ -42,6 +45,8 @@ pub struct Reader<S> {
     runtime: Handle,
     series_buf: Vec<RefSeries>,
     samples_buf: Vec<RefSample>,
+    histograms_buf: Vec<RefHistogramSample>,
+    float_histograms_buf: Vec<RefFloatHistogramSample>,
     /// Conversion and queueing of points.
     out: Output,
     /// Aggregated counters, if configured, and when their points are next due.
@@ -59,18 +64,6 @@ pub struct Reader<S> {
 /// saved). Every snapshot is consistent: one that lags only makes a restart feed more samples
 /// again, which they ignore.
 const AGGREGATES_SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
-
-/// Where converted points go, and what is recorded about them.
-struct Output {
-    converter: Converter,
-    export: ExportHandle,
-    stats: Arc<ReaderStats>,
-    delivery: Bookkeeping,
-    /// Histogram samples gathered until their run ends.
-    runs: RunCollector,
-    /// Index in its record of the last sample added to the open histogram run.
-    run_index: usize,
-}
 
 /// Why the reader stopped.
 #[derive(Debug)]
@@ -96,6 +89,8 @@ impl<S: SeriesSources> Reader<S> {
             runtime,
             series_buf: Vec::new(),
             samples_buf: Vec::new(),
+            histograms_buf: Vec::new(),
+            float_histograms_buf: Vec::new(),
             out: Output {
                 converter: Converter::default(),
                 export,
@@ -197,6 +192,45 @@ impl<S: SeriesSources> Reader<S> {
                         .on_samples(&samples, position)
                         .and_then(|()| self.out.export.flush_blocking());
                     self.samples_buf = samples;
+                    if queued.is_err() {
+                        self.snapshot_aggregates();
+                        return Ok(ReaderExit::ExportClosed);
+                    }
+                }
+                RecordType::HistogramSamples
+                | RecordType::HistogramSamplesV2
+                | RecordType::FloatHistogramSamples
+                | RecordType::FloatHistogramSamplesV2
+                    if delivered_before =>
+                {
+                    self.out.delivery.skipped_delivered_record();
+                }
+                RecordType::HistogramSamples | RecordType::HistogramSamplesV2 => {
+                    self.out.delivery.converting_record();
+                    if let Err(e) = decode_histogram_samples(record.data, &mut self.histograms_buf)
+                    {
+                        self.undecodable(&e, position);
+                        continue;
+                    }
+                    let samples = std::mem::take(&mut self.histograms_buf);
+                    let queued = self.on_histograms(&samples, position);
+                    self.histograms_buf = samples;
+                    if queued.is_err() {
+                        self.snapshot_aggregates();
+                        return Ok(ReaderExit::ExportClosed);
+                    }
+                }
+                RecordType::FloatHistogramSamples | RecordType::FloatHistogramSamplesV2 => {
+                    self.out.delivery.converting_record();
+                    if let Err(e) =
+                        decode_float_histogram_samples(record.data, &mut self.float_histograms_buf)
+                    {
+                        self.undecodable(&e, position);
+                        continue;
+                    }
+                    let samples = std::mem::take(&mut self.float_histograms_buf);
+                    let queued = self.on_histograms(&samples, position);
+                    self.float_histograms_buf = samples;
                     if queued.is_err() {
                         self.snapshot_aggregates();
                         return Ok(ReaderExit::ExportClosed);
@@ -319,28 +353,8 @@ impl<S: SeriesSources> Reader<S> {
         if let (Some(tracker), Some((aggregator, _))) = (&mut entry.tracker, &self.aggregates) {
             aggregator.observe(tracker, sample.t, sample.v);
         }
-        if let Some(first) = entry.filtered_sample() {
-            if first {
-                count_dropped(&out.stats, DropReason::Filtered, entry);
-            }
-            out.stats.skipped(SampleSkip::Filtered, 1);
-            return Ok(());
-        }
-        if entry.needs_resolution(*now) {
-            resolve_entry(
-                &self.resolver,
-                &self.runtime,
-                &out.stats,
-                entry,
-                self.stop.as_deref(),
-            );
-            if matches!(entry.state, SeriesState::Resolved { .. }) {
-                out.delivery.restore(sample.series_ref, entry);
-            }
-            *now = Instant::now();
-        }
-        if out.delivery.sample_delivered(entry, sample.t) {
-            out.stats.skipped(SampleSkip::AlreadyDelivered, 1);
+        let resolving = (&self.resolver, &self.runtime, self.stop.as_deref());
+        if !out.admit(entry, sample.series_ref, sample.t, now, resolving) {
             return Ok(());
         }
         let SeriesState::Resolved { series, counter } = &mut entry.state else {
@@ -387,114 +401,96 @@ impl<S: SeriesSources> Reader<S> {
                 }
             }
             Err(Skipped::OutOfOrder) => out.stats.skipped(SampleSkip::OutOfOrder, 1),
-            // Only histogram runs give these.
-            Err(Skipped::HistogramPart | Skipped::InvalidHistogram(_)) => {}
+            // A plain sample in a native histogram's series.
+            Err(Skipped::InvalidHistogram(reason)) => out.stats.histogram_dropped(reason),
+            // Only histogram runs give this.
+            Err(Skipped::HistogramPart) => {}
+        }
+        Ok(())
+    }
+
+    /// Converts and queues one record's native histograms (integer or float).
+    fn on_histograms<H: NativeRecordSample>(
+        &mut self,
+        samples: &[H],
+        position: WalPosition,
+    ) -> Result<(), ExportClosed> {
+        self.histogram_record_read(samples.iter().map(|s| s.t()), samples.len());
+        let mut now = Instant::now();
+        for (index, s) in samples.iter().enumerate() {
+            let sample = NativeSample {
+                series_ref: s.series_ref(),
+                t: s.t(),
+                stale: is_stale_marker(s.sum()),
+                hint: s.hint(),
+            };
+            self.on_native(index, sample, position, &mut now, || s.read())?;
+        }
+        self.out.export.flush_blocking()
+    }
+
+    /// Counts a histogram record of `n` samples at times `ts`.
+    fn histogram_record_read(&self, ts: impl Iterator<Item = i64>, n: usize) {
+        let stats = &self.out.stats;
+        stats.batches_processed.fetch_add(1, Relaxed);
+        stats.native_histograms_read.fetch_add(n as u64, Relaxed);
+        if let Some(newest) = ts.max() {
+            stats.samples_read_until(newest);
+        }
+    }
+
+    /// Converts and queues native histogram sample `index` of the record at `position`, its
+    /// values read by `read` once the series is known to be exported.
+    fn on_native(
+        &mut self,
+        index: usize,
+        sample: NativeSample,
+        position: WalPosition,
+        now: &mut Instant,
+        read: impl FnOnce() -> Result<NativeHistogram, HistogramDrop>,
+    ) -> Result<(), ExportClosed> {
+        let out = &mut self.out;
+        if sample.stale {
+            // A stale marker: the series ended; there is no point to send.
+            out.stats.skipped(SampleSkip::Nan, 1);
+            return Ok(());
+        }
+        let Some(entry) = self.cache.get_mut(sample.series_ref) else {
+            out.stats.skipped(SampleSkip::UnknownRef, 1);
+            return Ok(());
+        };
+        let resolving = (&self.resolver, &self.runtime, self.stop.as_deref());
+        if !out.admit(entry, sample.series_ref, sample.t, now, resolving) {
+            return Ok(());
+        }
+        let SeriesState::Resolved { series, .. } = &entry.state else {
+            out.stats.skipped(SampleSkip::UnresolvedSeries, 1);
+            return Ok(());
+        };
+        let values = match read() {
+            Ok(values) => values,
+            Err(reason) => {
+                out.stats.histogram_dropped(reason);
+                return Ok(());
+            }
+        };
+        let mark = out.delivery.mark(position, index);
+        let gauge = series.prototype.kind == PointKind::GaugeDistribution;
+        let queued =
+            out.queue_distribution(series.prototype.clone(), sample.t, mark, gauge, |c| {
+                c.convert_native(series, sample.t, values, sample.hint)
+            })?;
+        if queued {
+            out.stats.native_histogram_points.fetch_add(1, Relaxed);
         }
         Ok(())
     }
 }
 
-impl Output {
-    /// Adds a histogram part (sample `index` of the record at `position`) to the open run; a
-    /// part of another histogram or timestamp ends the open run first.
-    fn add_to_run(
-        &mut self,
-        prototype: &SharedPrototype,
-        part: HistogramPart,
-        sample: &RefSample,
-        index: usize,
-        position: WalPosition,
-    ) -> Result<(), ExportClosed> {
-        let finished = self.runs.add(prototype, part, sample.t, sample.v);
-        // A run's last sample is its identity for delivery marks.
-        let finished_index = std::mem::replace(&mut self.run_index, index);
-        match finished {
-            Some(run) => self.queue_run(run, position, finished_index),
-            None => Ok(()),
-        }
-    }
-
-    /// Converts and queues the open histogram run, if any.
-    fn end_run(&mut self, position: WalPosition) -> Result<(), ExportClosed> {
-        match self.runs.finish() {
-            Some(run) => self.queue_run(run, position, self.run_index),
-            None => Ok(()),
-        }
-    }
-
-    /// Queues a finished run whose last sample is sample `index` of the record at `position`.
-    fn queue_run(
-        &mut self,
-        run: HistogramRun,
-        position: WalPosition,
-        index: usize,
-    ) -> Result<(), ExportClosed> {
-        let mark = self.delivery.mark(position, index);
-        self.queue_histogram(run, mark)
-    }
-
-    /// Converts a finished histogram run and queues its point. Histogram points are tracked for
-    /// delivery like any series' points, under the output series (their parts are several WAL
-    /// series): a restart continues from the saved state, so the first run after it is not
-    /// swallowed as a new baseline and the start time stays the same.
-    fn queue_histogram(&mut self, run: HistogramRun, mark: Mark) -> Result<(), ExportClosed> {
-        let series: SharedPrototype = run.prototype.clone();
-        let (hash, t) = (series.hash, run.t);
-        if let Some(saved) = self.delivery.take_histogram(hash) {
-            self.converter.restore_histogram(hash, &saved.state);
-        }
-        if self.delivery.histogram_delivered(hash, t) {
-            // Delivered before the restart; the restored state already includes it.
-            self.stats.skipped(SampleSkip::AlreadyDelivered, 1);
-            return Ok(());
-        }
-        let result = self.converter.convert_histogram(run);
-        let ack = self.delivery.tracker().histogram_ack(hash);
-        let state = self.converter.histogram_state(hash).map(Box::new);
-        let record = |state: Option<Box<_>>| {
-            if let Some(state) = state {
-                ack.delivered(t, state);
-            }
-        };
-        match result {
-            Ok(point) => {
-                if self.delivery.acknowledged(hash, mark) {
-                    self.stats.skipped(SampleSkip::AlreadyDelivered, 1);
-                    record(state);
-                    return Ok(());
-                }
-                let tracked = state.is_some();
-                let item = QueuedPoint {
-                    series,
-                    point,
-                    position: mark.position,
-                    delivery: state.map(|state| Delivery {
-                        ack: PointAck::Histogram(ack.clone(), state),
-                        index: mark.index,
-                    }),
-                };
-                let lane = self.export.push_blocking(item)?;
-                if tracked {
-                    self.delivery.pushed_to(lane);
-                }
-            }
-            Err(Skipped::Baseline) => {
-                self.stats.skipped(SampleSkip::Baseline, 1);
-                // The baseline is part of what a restart must not lose.
-                record(state);
-            }
-            Err(Skipped::OutOfOrder) => self.stats.skipped(SampleSkip::OutOfOrder, 1),
-            Err(Skipped::InvalidHistogram(reason)) => {
-                self.stats.histogram_dropped(reason);
-                record(state);
-                tracing::debug!(
-                    metric = %series.metric_type(),
-                    reason = reason.as_str(),
-                    "histogram point not sent: Cloud Monitoring would refuse it"
-                );
-            }
-            Err(Skipped::HistogramPart) => {}
-        }
-        Ok(())
-    }
+/// What the reader needs of a native histogram sample before reading its values.
+struct NativeSample {
+    series_ref: u64,
+    t: i64,
+    stale: bool,
+    hint: CounterResetHint,
 }

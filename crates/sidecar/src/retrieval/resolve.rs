@@ -50,6 +50,9 @@ pub enum Conversion {
     /// One part of a classic histogram; the parts of one scrape are assembled into one
     /// distribution point.
     Histogram(HistogramPart),
+    /// A native histogram: each histogram sample is one distribution point (measured from the
+    /// series' baseline when the kind is cumulative).
+    Native,
 }
 
 /// Which series of a classic histogram a series is.
@@ -274,14 +277,24 @@ fn naming<'a>(metadata: &MetricMetadata, name: &'a str, suffix: &str) -> Option<
             }),
             _ => None,
         },
+        // A series under the family's own name is a native histogram (classic histograms'
+        // series all have a suffix).
+        MetricType::Histogram | MetricType::GaugeHistogram if suffix.is_empty() => Some(Naming {
+            metric_name: name,
+            kind: if metadata.metric_type == MetricType::Histogram {
+                PointKind::CumulativeDistribution
+            } else {
+                PointKind::GaugeDistribution
+            },
+            conversion: Conversion::Native,
+            truncate: false,
+        }),
         MetricType::Histogram => {
             let part = match suffix {
                 "_count" => HistogramPart::Count,
                 "_sum" => HistogramPart::Sum,
                 // The bound is read from the `le` label by the caller.
                 "_bucket" => HistogramPart::Bucket(f64::INFINITY),
-                // Histogram metadata found under the full name (no suffix stripped) would give
-                // an empty metric name, which the API refuses: such series are not converted.
                 // `_total` is not a histogram series.
                 _ => return None,
             };
@@ -678,21 +691,27 @@ mod tests {
     }
 
     #[test]
-    fn histogram_metadata_under_the_full_name_is_not_converted() {
+    fn histogram_metadata_under_the_full_name_is_a_native_histogram() {
         let m = meta(MetricType::Histogram, ValueType::Unspecified);
-        assert_eq!(naming(&m, "h", ""), None);
+        let n = naming(&m, "h", "").unwrap();
+        assert_eq!(n.metric_name, "h");
+        assert_eq!(n.kind, PointKind::CumulativeDistribution);
+        assert_eq!(n.conversion, Conversion::Native);
+        let g = meta(MetricType::GaugeHistogram, ValueType::Unspecified);
+        let n = naming(&g, "q", "").unwrap();
+        assert_eq!(n.kind, PointKind::GaugeDistribution);
+        assert_eq!(n.conversion, Conversion::Native);
         assert_eq!(naming(&m, "h_total", "_total"), None);
     }
 
     #[test]
     fn other_types_are_not_converted() {
-        for t in [
-            MetricType::GaugeHistogram,
-            MetricType::Info,
-            MetricType::StateSet,
-        ] {
+        for t in [MetricType::Info, MetricType::StateSet] {
             assert_eq!(naming(&meta(t, ValueType::Unspecified), "x", ""), None);
         }
+        // Classic gauge histograms' parts.
+        let g = meta(MetricType::GaugeHistogram, ValueType::Unspecified);
+        assert_eq!(naming(&g, "q_bucket", "_bucket"), None);
     }
 
     #[test]

@@ -79,16 +79,29 @@ pub enum HistogramDrop {
     DecreasingBuckets,
     /// The bucket counts do not add up to the `_count` value.
     CountMismatch,
+    /// A native histogram whose spans do not match its buckets, or with a negative count.
+    InvalidSpans,
+    /// A native histogram schema Prometheus does not define.
+    UnsupportedSchema,
+    /// Bounds or moments beyond what a double holds (a bucket near the float range's ends).
+    Unrepresentable,
+    /// A native histogram sample in a series whose metadata is not a native histogram's, or a
+    /// plain sample in a native histogram's series.
+    KindMismatch,
 }
 
 impl HistogramDrop {
     /// All reasons, in display order.
-    pub const ALL: [HistogramDrop; 5] = [
+    pub const ALL: [HistogramDrop; 9] = [
         HistogramDrop::MissingCount,
         HistogramDrop::NoFiniteBounds,
         HistogramDrop::DuplicateBounds,
         HistogramDrop::DecreasingBuckets,
         HistogramDrop::CountMismatch,
+        HistogramDrop::InvalidSpans,
+        HistogramDrop::UnsupportedSchema,
+        HistogramDrop::Unrepresentable,
+        HistogramDrop::KindMismatch,
     ];
 
     /// The `reason` label value.
@@ -99,6 +112,10 @@ impl HistogramDrop {
             HistogramDrop::DuplicateBounds => "duplicate_bounds",
             HistogramDrop::DecreasingBuckets => "decreasing_buckets",
             HistogramDrop::CountMismatch => "count_mismatch",
+            HistogramDrop::InvalidSpans => "invalid_spans",
+            HistogramDrop::UnsupportedSchema => "unsupported_schema",
+            HistogramDrop::Unrepresentable => "unrepresentable",
+            HistogramDrop::KindMismatch => "kind_mismatch",
         }
     }
 }
@@ -149,6 +166,10 @@ pub struct ReaderStats {
     pub samples_processed: AtomicU64,
     /// Sample records read.
     pub batches_processed: AtomicU64,
+    /// Native histogram samples found in WAL histogram records (integer and float).
+    pub native_histograms_read: AtomicU64,
+    /// Native histogram points queued for sending.
+    pub native_histogram_points: AtomicU64,
     /// Samples not queued, by reason.
     skipped: [AtomicU64; SampleSkip::ALL.len()],
     /// WAL records that could not be decoded.

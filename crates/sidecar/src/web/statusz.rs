@@ -430,6 +430,15 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
     );
     row(
         &mut out,
+        "Native histograms",
+        &format!(
+            "{} read, {} queued as points",
+            stats.reader.native_histograms_read.load(Relaxed),
+            stats.reader.native_histogram_points.load(Relaxed)
+        ),
+    );
+    row(
+        &mut out,
         "Undecodable records skipped",
         &stats.reader.records_undecodable.load(Relaxed).to_string(),
     );

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod fake_prometheus;
+pub mod native;
+pub mod tables;
 pub mod tls;
 
 use std::fs::File;

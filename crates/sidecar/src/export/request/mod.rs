@@ -241,7 +241,7 @@ mod tests {
                     count: 3,
                     mean: 0.5,
                     sum_of_squared_deviation: 0.25,
-                    bounds: vec![0.1, 1.0],
+                    buckets: crate::model::Buckets::Explicit(vec![0.1, 1.0]),
                     bucket_counts: vec![1, 2, 0],
                 })),
             },

@@ -180,7 +180,7 @@ mod tests {
                 count: 0,
                 mean: 0.0,
                 sum_of_squared_deviation: 0.0,
-                bounds: vec![1.0],
+                buckets: crate::model::Buckets::Explicit(vec![1.0]),
                 bucket_counts: vec![],
             })),
         };

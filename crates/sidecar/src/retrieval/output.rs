@@ -1,0 +1,191 @@
+//! The reader's output: converting resolved samples and histogram runs into points, queueing
+//! them on their shards, and recording each tracked point's delivery identity. Distribution
+//! points (classic and native histograms) are tracked under their output series. It must never
+//! read the WAL or resolve series beyond asking the resolver for one that is due.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use prometheus_wal::WalPosition;
+use prometheus_wal::record::RefSample;
+use tokio::runtime::Handle;
+
+use super::convert::{Converter, Skipped};
+use super::delivery::Bookkeeping;
+use super::histogram::{HistogramRun, RunCollector};
+use super::lookup::{count_dropped, resolve_entry};
+use super::resolve::{HistogramPart, Resolver, SeriesSources};
+use super::series::{SeriesEntry, SeriesState};
+use crate::export::{Delivery, ExportClosed, ExportHandle, QueuedPoint};
+use crate::model::{Point, SharedPrototype};
+use crate::progress::{Mark, PointAck, SavedHistogramState};
+use crate::stats::{DropReason, ReaderStats, SampleSkip};
+
+/// Where converted points go, and what is recorded about them.
+pub(super) struct Output {
+    pub(super) converter: Converter,
+    pub(super) export: ExportHandle,
+    pub(super) stats: Arc<ReaderStats>,
+    pub(super) delivery: Bookkeeping,
+    /// Histogram samples gathered until their run ends.
+    pub(super) runs: RunCollector,
+    /// Index in its record of the last sample added to the open histogram run.
+    pub(super) run_index: usize,
+}
+
+impl Output {
+    /// Whether a sample at `t` of `entry` (series `series_ref`) goes on to conversion: its
+    /// series is selected and a previous run did not deliver it. A series due for resolution is
+    /// resolved first (`now` is then renewed). A sample that does not go on is counted.
+    pub(super) fn admit<S: SeriesSources>(
+        &mut self,
+        entry: &mut SeriesEntry,
+        series_ref: u64,
+        t: i64,
+        now: &mut Instant,
+        (resolver, runtime, stop): (&Resolver<S>, &Handle, Option<&AtomicBool>),
+    ) -> bool {
+        if let Some(first) = entry.filtered_sample() {
+            if first {
+                count_dropped(&self.stats, DropReason::Filtered, entry);
+            }
+            self.stats.skipped(SampleSkip::Filtered, 1);
+            return false;
+        }
+        if entry.needs_resolution(*now) {
+            resolve_entry(resolver, runtime, &self.stats, entry, stop);
+            if matches!(entry.state, SeriesState::Resolved { .. }) {
+                self.delivery.restore(series_ref, entry);
+            }
+            *now = Instant::now();
+        }
+        if self.delivery.sample_delivered(entry, t) {
+            self.stats.skipped(SampleSkip::AlreadyDelivered, 1);
+            return false;
+        }
+        true
+    }
+
+    /// Adds a histogram part (sample `index` of the record at `position`) to the open run; a
+    /// part of another histogram or timestamp ends the open run first.
+    pub(super) fn add_to_run(
+        &mut self,
+        prototype: &SharedPrototype,
+        part: HistogramPart,
+        sample: &RefSample,
+        index: usize,
+        position: WalPosition,
+    ) -> Result<(), ExportClosed> {
+        let finished = self.runs.add(prototype, part, sample.t, sample.v);
+        // A run's last sample is its identity for delivery marks.
+        let finished_index = std::mem::replace(&mut self.run_index, index);
+        match finished {
+            Some(run) => self.queue_run(run, position, finished_index),
+            None => Ok(()),
+        }
+    }
+
+    /// Converts and queues the open histogram run, if any.
+    pub(super) fn end_run(&mut self, position: WalPosition) -> Result<(), ExportClosed> {
+        match self.runs.finish() {
+            Some(run) => self.queue_run(run, position, self.run_index),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues a finished run whose last sample is sample `index` of the record at `position`.
+    fn queue_run(
+        &mut self,
+        run: HistogramRun,
+        position: WalPosition,
+        index: usize,
+    ) -> Result<(), ExportClosed> {
+        let mark = self.delivery.mark(position, index);
+        self.queue_histogram(run, mark)
+    }
+
+    /// Converts a finished histogram run and queues its point.
+    fn queue_histogram(&mut self, run: HistogramRun, mark: Mark) -> Result<(), ExportClosed> {
+        let (series, t) = (run.prototype.clone(), run.t);
+        self.queue_distribution(series, t, mark, false, |c| c.convert_histogram(run))
+            .map(|_| ())
+    }
+
+    /// Converts a distribution point at `t` of `series` with `convert` and queues it.
+    /// Distribution points are tracked for delivery under the output series (a classic
+    /// histogram's parts are several WAL series): a restart continues from the saved state, so
+    /// the first sample after it is not swallowed as a new baseline and the start time stays the
+    /// same. A gauge's state is only the time of its last point. True when a point was queued.
+    pub(super) fn queue_distribution(
+        &mut self,
+        series: SharedPrototype,
+        t: i64,
+        mark: Mark,
+        gauge: bool,
+        convert: impl FnOnce(&mut Converter) -> Result<Point, Skipped>,
+    ) -> Result<bool, ExportClosed> {
+        let hash = series.hash;
+        if let Some(saved) = self.delivery.take_histogram(hash) {
+            self.converter.restore_histogram(hash, &saved.state);
+        }
+        if self.delivery.histogram_delivered(hash, t) {
+            // Delivered before the restart; the restored state already includes it.
+            self.stats.skipped(SampleSkip::AlreadyDelivered, 1);
+            return Ok(false);
+        }
+        let result = convert(&mut self.converter);
+        let ack = self.delivery.tracker().histogram_ack(hash);
+        let state = match gauge {
+            true => Some(SavedHistogramState::Gauge),
+            false => self.converter.histogram_state(hash),
+        }
+        .map(Box::new);
+        let record = |state: Option<Box<_>>| {
+            if let Some(state) = state {
+                ack.delivered(t, state);
+            }
+        };
+        match result {
+            Ok(point) => {
+                if self.delivery.acknowledged(hash, mark) {
+                    self.stats.skipped(SampleSkip::AlreadyDelivered, 1);
+                    record(state);
+                    return Ok(false);
+                }
+                let tracked = state.is_some();
+                let item = QueuedPoint {
+                    series,
+                    point,
+                    position: mark.position,
+                    delivery: state.map(|state| Delivery {
+                        ack: PointAck::Histogram(ack.clone(), state),
+                        index: mark.index,
+                    }),
+                };
+                let lane = self.export.push_blocking(item)?;
+                if tracked {
+                    self.delivery.pushed_to(lane);
+                }
+                return Ok(true);
+            }
+            Err(Skipped::Baseline) => {
+                self.stats.skipped(SampleSkip::Baseline, 1);
+                // The baseline is part of what a restart must not lose.
+                record(state);
+            }
+            Err(Skipped::OutOfOrder) => self.stats.skipped(SampleSkip::OutOfOrder, 1),
+            Err(Skipped::InvalidHistogram(reason)) => {
+                self.stats.histogram_dropped(reason);
+                record(state);
+                tracing::debug!(
+                    metric = %series.metric_type(),
+                    reason = reason.as_str(),
+                    "histogram point not sent: Cloud Monitoring would refuse it"
+                );
+            }
+            Err(Skipped::HistogramPart) => {}
+        }
+        Ok(false)
+    }
+}
