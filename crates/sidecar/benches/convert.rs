@@ -5,6 +5,10 @@
 //! every pass (the ordering guard accepts every point). Criterion reports samples (or runs) per
 //! second; the time per element is the cost per point.
 //!
+//! `native_20_buckets` is the whole path of one native histogram sample of 20 populated buckets
+//! past its baseline: reading the WAL sample's spans and deltas, converting it against the
+//! baseline, and encoding the point into a request (a request taken every 200 points).
+//!
 //! `cargo bench -p stackdriver-prometheus-sidecar --bench convert`
 
 mod common;
@@ -12,10 +16,13 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use prometheus_wal::record::{Histogram, Span};
+use stackdriver_prometheus_sidecar::export::RequestBuilder;
 use stackdriver_prometheus_sidecar::model::PointKind;
 use stackdriver_prometheus_sidecar::retrieval::ResolvedSeries;
 use stackdriver_prometheus_sidecar::retrieval::convert::{Converter, CounterState};
 use stackdriver_prometheus_sidecar::retrieval::histogram::HistogramRun;
+use stackdriver_prometheus_sidecar::retrieval::native::{HistogramValues, read_integer_values};
 use stackdriver_prometheus_sidecar::retrieval::resolve::Conversion;
 
 use common::{BOUNDS, prototype};
@@ -97,6 +104,7 @@ fn run(s: &ResolvedSeries, i: usize, n: i64, t: i64) -> HistogramRun {
         count: Some(count),
         sum: Some(scale * 3.25),
         buckets,
+        st: 0,
     }
 }
 
@@ -129,5 +137,78 @@ fn histograms(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, samples, histograms);
+/// Native histogram `i` at scrape `n`: schema 3, 20 populated buckets whose counts grow with
+/// `n`, as an integer WAL sample holds them (spans and deltas).
+fn native_sample(i: usize, n: i64) -> Histogram {
+    let counts: Vec<i64> = (0..20).map(|j| (n + 1) * (j % 3 + 1)).collect();
+    let mut previous = 0;
+    let positive_deltas = counts
+        .iter()
+        .map(|c| {
+            let d = c - previous;
+            previous = *c;
+            d
+        })
+        .collect();
+    let count = counts.iter().sum::<i64>() as u64 + n as u64;
+    Histogram {
+        schema: 3,
+        zero_threshold: 2f64.powi(-128),
+        zero_count: n as u64,
+        count,
+        sum: count as f64 * 1.7,
+        positive_spans: vec![Span {
+            offset: (i % 5) as i32,
+            length: 20,
+        }],
+        positive_deltas,
+        ..Histogram::default()
+    }
+}
+
+fn natives(c: &mut Criterion) {
+    let mut group = c.benchmark_group("convert");
+    group.throughput(Throughput::Elements(SERIES as u64));
+    let series = series(PointKind::CumulativeDistribution, Conversion::Native);
+    let mut converter = Converter::default();
+    let mut builder = RequestBuilder::default();
+    let (mut n, mut t) = (0i64, 1_795_591_255_483i64);
+    let convert = |converter: &mut Converter, s: &ResolvedSeries, h: &Histogram, t: i64| {
+        let Ok(HistogramValues::Exponential(values)) = read_integer_values(h) else {
+            panic!("a valid native histogram");
+        };
+        converter.convert_native(s, (0, t), values, h.counter_reset_hint)
+    };
+    for (i, (s, _)) in series.iter().enumerate() {
+        let _ = convert(&mut converter, s, &native_sample(i, n), t);
+    }
+    let samples: Vec<Vec<Histogram>> = (1..=64)
+        .map(|n| (0..SERIES).map(|i| native_sample(i, n)).collect())
+        .collect();
+    builder.start("projects/bench-project");
+    group.bench_function(BenchmarkId::new("native_20_buckets", SERIES), |b| {
+        b.iter(|| {
+            n += 1;
+            t += STEP;
+            // The samples of a pass are built outside the measurement; after 64 passes the
+            // counts start again from 1, a reset every 64 passes.
+            let pass = &samples[(n as usize - 1) % samples.len()];
+            let mut points = 0;
+            for ((s, _), h) in series.iter().zip(pass) {
+                if let Ok(point) = convert(&mut converter, s, h, t) {
+                    builder.push(&s.prototype, black_box(point));
+                    points += 1;
+                    if builder.len() == 200 {
+                        black_box(builder.take());
+                        builder.start("projects/bench-project");
+                    }
+                }
+            }
+            assert_eq!(points, SERIES);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, samples, histograms, natives);
 criterion_main!(benches);

@@ -217,6 +217,11 @@ impl MetadataCache {
         self
     }
 
+    /// Whether the configuration file gives `metric`'s metadata.
+    pub fn is_static(&self, metric: &str) -> bool {
+        self.static_by_name.contains_key(metric)
+    }
+
     /// Metadata for `metric` as seen on a series of `(job, instance)`:
     ///
     /// 1. static metadata with exactly this name;

@@ -168,6 +168,13 @@ pub fn render(
         c(&stats.reader.native_histogram_points),
     );
     w.single(
+        "prometheus_sidecar_wal_metadata_read_total",
+        Kind::Counter,
+        "Series metadata entries read from WAL metadata records (used ahead of the HTTP API).",
+        &[],
+        c(&stats.reader.wal_metadata_read),
+    );
+    w.single(
         "prometheus_sidecar_samples_produced",
         Kind::Counter,
         "Points produced from WAL samples and queued for sending.",

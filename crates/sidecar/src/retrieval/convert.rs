@@ -9,8 +9,8 @@
 
 use prometheus_wal::record::CounterResetHint;
 
-use super::histogram::{HistogramBaselines, HistogramRun, HistogramSkip};
-use super::native::{NativeBaselines, NativeSkip, distribution};
+use super::histogram::{HistogramBaselines, HistogramRun, HistogramSkip, gauge_distribution};
+use super::native::{CustomValues, NativeBaselines, NativeSkip, distribution};
 use super::resolve::{Conversion, ResolvedSeries};
 use crate::model::LastInterval;
 use crate::model::{NativeHistogram, Point, PointKind, PointValue};
@@ -63,6 +63,29 @@ impl CounterState {
                 Ok((b.reset_ts, v - b.reset_value))
             }
         }
+    }
+
+    /// As [`CounterState::adjust`], for a sample carrying its start time `st` (Prometheus' start
+    /// timestamps, ms; 0 when not known): the interval starts there and the value is sent as it
+    /// is, with no baseline swallowed; a new start time is a new interval. A start not before
+    /// the sample cannot be an interval's and is ignored. Later samples without a start time go
+    /// on from this interval.
+    pub fn adjust_from(&mut self, st: i64, t: i64, v: f64) -> Result<(i64, f64), Skipped> {
+        if st <= 0 || st >= t {
+            return self.adjust(t, v);
+        }
+        if let Some(b) = &self.baseline
+            && t <= b.last_t
+        {
+            return Err(Skipped::OutOfOrder);
+        }
+        self.baseline = Some(Baseline {
+            reset_ts: st,
+            reset_value: 0.0,
+            previous: v,
+            last_t: t,
+        });
+        Ok((st, v))
     }
 
     /// The baseline as saved in the progress file (`None` before the first sample).
@@ -122,10 +145,23 @@ impl Converter {
         t: i64,
         v: f64,
     ) -> Result<Point, Skipped> {
+        self.convert_from(series, counter, 0, t, v)
+    }
+
+    /// The point for sample `(t, v)` (not NaN) of `series` with start time `st` (0 when not
+    /// known; see [`CounterState::adjust_from`]).
+    pub fn convert_from(
+        &mut self,
+        series: &ResolvedSeries,
+        counter: &mut CounterState,
+        st: i64,
+        t: i64,
+        v: f64,
+    ) -> Result<Point, Skipped> {
         let (start, value) = match series.conversion {
             Conversion::Gauge => (None, v),
             Conversion::Cumulative => {
-                let (start, value) = counter.adjust(t, v)?;
+                let (start, value) = counter.adjust_from(st, t, v)?;
                 (Some(start), value)
             }
             Conversion::Histogram(_) => return Err(Skipped::HistogramPart),
@@ -171,10 +207,11 @@ impl Converter {
 
     /// The point of native histogram sample `h` at `t` of `series` (a series of distributions):
     /// as it is for a gauge histogram, measured from the series' baseline for a cumulative one.
+    /// `st` is the sample's start time (0 when not known).
     pub fn convert_native(
         &mut self,
         series: &ResolvedSeries,
-        t: i64,
+        (st, t): (i64, i64),
         h: NativeHistogram,
         hint: CounterResetHint,
     ) -> Result<Point, Skipped> {
@@ -189,7 +226,7 @@ impl Converter {
             _ => {
                 let (start, d) = self
                     .natives
-                    .convert(prototype.hash, t, h, hint)
+                    .convert(prototype.hash, (st, t), h, hint)
                     .map_err(|e| match e {
                         NativeSkip::Baseline => Skipped::Baseline,
                         NativeSkip::OutOfOrder => Skipped::OutOfOrder,
@@ -201,6 +238,37 @@ impl Converter {
         check_order(&prototype.last_interval, (start.unwrap_or(0), t))?;
         Ok(Point {
             start_ms: start,
+            end_ms: t,
+            value: PointValue::Distribution(Box::new(distribution)),
+        })
+    }
+
+    /// The point of custom-bucket histogram sample `custom` at `t` (start time `st`, 0 when not
+    /// known) of `series`: explicit buckets, by the rules of classic histograms.
+    pub fn convert_custom(
+        &mut self,
+        series: &ResolvedSeries,
+        (st, t): (i64, i64),
+        custom: CustomValues,
+    ) -> Result<Point, Skipped> {
+        if series.conversion != Conversion::Native {
+            return Err(Skipped::InvalidHistogram(HistogramDrop::KindMismatch));
+        }
+        let run = HistogramRun {
+            prototype: series.prototype.clone(),
+            t,
+            count: Some(custom.count),
+            sum: Some(custom.sum),
+            buckets: custom.buckets,
+            st,
+        };
+        if series.prototype.kind != PointKind::GaugeDistribution {
+            return self.convert_histogram(run);
+        }
+        let distribution = gauge_distribution(run).map_err(Skipped::InvalidHistogram)?;
+        check_order(&series.prototype.last_interval, (0, t))?;
+        Ok(Point {
+            start_ms: None,
             end_ms: t,
             value: PointValue::Distribution(Box::new(distribution)),
         })
@@ -293,6 +361,40 @@ mod tests {
     }
 
     #[test]
+    fn a_start_timestamp_starts_the_interval_and_keeps_the_value() {
+        let s = series(PointKind::CumulativeDouble, Conversion::Cumulative, false);
+        let mut c = Converter::default();
+        let mut state = CounterState::default();
+        // The first sample is sent: its start time says where it counts from.
+        let p = c.convert_from(&s, &mut state, 500, 1000, 10.0).unwrap();
+        assert_eq!((p.start_ms, p.value), (Some(500), PointValue::Double(10.0)));
+        let p = c.convert_from(&s, &mut state, 500, 2000, 12.0).unwrap();
+        assert_eq!((p.start_ms, p.value), (Some(500), PointValue::Double(12.0)));
+        // A new start time is a new interval, even with a higher value.
+        let p = c.convert_from(&s, &mut state, 2500, 3000, 20.0).unwrap();
+        assert_eq!(
+            (p.start_ms, p.value),
+            (Some(2500), PointValue::Double(20.0))
+        );
+        // A sample without one goes on from that interval.
+        let p = c.convert_from(&s, &mut state, 0, 4000, 21.0).unwrap();
+        assert_eq!(
+            (p.start_ms, p.value),
+            (Some(2500), PointValue::Double(21.0))
+        );
+        // A start not before the sample is ignored; an older sample is out of order.
+        let p = c.convert_from(&s, &mut state, 5000, 5000, 22.0).unwrap();
+        assert_eq!(
+            (p.start_ms, p.value),
+            (Some(2500), PointValue::Double(22.0))
+        );
+        assert_eq!(
+            c.convert_from(&s, &mut state, 100, 4500, 1.0),
+            Err(Skipped::OutOfOrder)
+        );
+    }
+
+    #[test]
     fn an_older_counter_sample_leaves_the_baseline_alone() {
         // A sample older than the last one (an out-of-order sample, or a checkpoint read again
         // after a truncation) is skipped; it must not look like a reset, which would move the
@@ -367,6 +469,7 @@ mod tests {
             count: Some(n),
             sum: Some(n),
             buckets: vec![(1.0, n), (f64::INFINITY, n)],
+            st: 0,
         };
         let mut c = Converter::default();
         assert_eq!(c.convert_histogram(run(1000, 1.0)), Err(Skipped::Baseline));

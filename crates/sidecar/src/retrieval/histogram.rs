@@ -28,6 +28,8 @@ pub struct HistogramRun {
     pub sum: Option<f64>,
     /// `(le, cumulative count)` per `_bucket` sample, in arrival order.
     pub buckets: Vec<(f64, f64)>,
+    /// Start time of the values (ms; 0 when not known), from samples that carry one.
+    pub st: i64,
 }
 
 impl HistogramRun {
@@ -38,6 +40,7 @@ impl HistogramRun {
             count: None,
             sum: None,
             buckets: Vec::new(),
+            st: 0,
         }
     }
 
@@ -69,13 +72,14 @@ pub struct RunCollector {
 }
 
 impl RunCollector {
-    /// Adds a sample of a histogram part. Returns the previous run when this sample cannot
-    /// belong to it (another histogram, another timestamp, or a part it already has).
+    /// Adds a sample of a histogram part at `t`, with start time `st` (0 when not known).
+    /// Returns the previous run when this sample cannot belong to it (another histogram, another
+    /// timestamp, or a part it already has).
     pub fn add(
         &mut self,
         prototype: &Arc<SeriesPrototype>,
         part: HistogramPart,
-        t: i64,
+        (st, t): (i64, i64),
         v: f64,
     ) -> Option<HistogramRun> {
         if let Some(run) = &mut self.open
@@ -83,10 +87,12 @@ impl RunCollector {
             && run.prototype.hash == prototype.hash
             && run.add(part, v)
         {
+            run.st = run.st.max(st);
             return None;
         }
         let mut run = HistogramRun::new(prototype.clone(), t);
         run.add(part, v);
+        run.st = st;
         self.open.replace(run)
     }
 
@@ -202,17 +208,30 @@ impl HistogramBaselines {
     /// The interval start and distribution for a finished run, or why there is none. Baseline
     /// state is updated even when the distribution is then refused, as for counters.
     pub fn convert(&mut self, mut run: HistogramRun) -> Result<(i64, Distribution), HistogramSkip> {
-        let count = run
-            .count
-            .ok_or(HistogramSkip::Invalid(HistogramDrop::MissingCount))?;
-        run.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if run.buckets.windows(2).any(|w| w[0].0 == w[1].0) {
-            return Err(HistogramSkip::Invalid(HistogramDrop::DuplicateBounds));
-        }
-        if !run.buckets.iter().any(|(le, _)| le.is_finite()) {
-            return Err(HistogramSkip::Invalid(HistogramDrop::NoFiniteBounds));
-        }
+        let count = checked(&mut run)?;
         let snapshot = Snapshot::of(&run, count);
+        let known = self.states.get(&run.prototype.hash);
+        if known.is_some_and(|s| run.t <= s.last_t) {
+            return Err(HistogramSkip::OutOfOrder);
+        }
+        if run.st > 0 && run.st < run.t && known.is_none_or(|s| s.start_ms != run.st) {
+            // A start time: the interval starts there and the run is sent as it is.
+            let zero = Snapshot {
+                buckets: snapshot.buckets.iter().map(|(le, _)| (*le, 0.0)).collect(),
+                ..Snapshot::default()
+            };
+            let point = distribution(&snapshot);
+            self.states.insert(
+                run.prototype.hash,
+                HistogramState {
+                    start_ms: run.st,
+                    base: zero,
+                    previous: snapshot,
+                    last_t: run.t,
+                },
+            );
+            return point.map(|d| (run.st, d));
+        }
         let state = match self.states.get_mut(&run.prototype.hash) {
             Some(state) => state,
             None => {
@@ -280,6 +299,32 @@ impl HistogramBaselines {
         let start = state.start_ms;
         distribution(&adjusted).map(|d| (start, d))
     }
+}
+
+/// The `_count` of a run, its buckets sorted by bound, or why Cloud Monitoring would refuse it.
+fn checked(run: &mut HistogramRun) -> Result<f64, HistogramSkip> {
+    let count = run
+        .count
+        .ok_or(HistogramSkip::Invalid(HistogramDrop::MissingCount))?;
+    run.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if run.buckets.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(HistogramSkip::Invalid(HistogramDrop::DuplicateBounds));
+    }
+    if !run.buckets.iter().any(|(le, _)| le.is_finite()) {
+        return Err(HistogramSkip::Invalid(HistogramDrop::NoFiniteBounds));
+    }
+    Ok(count)
+}
+
+/// The distribution of a gauge histogram's run, as it is.
+pub fn gauge_distribution(mut run: HistogramRun) -> Result<Distribution, HistogramDrop> {
+    let as_drop = |e| match e {
+        HistogramSkip::Invalid(reason) => reason,
+        // `checked` and `distribution` only refuse.
+        HistogramSkip::Baseline | HistogramSkip::OutOfOrder => HistogramDrop::CountMismatch,
+    };
+    let count = checked(&mut run).map_err(as_drop)?;
+    distribution(&Snapshot::of(&run, count)).map_err(as_drop)
 }
 
 /// Converts cumulative buckets (sorted by bound, at least one finite) to a distribution with
@@ -355,6 +400,7 @@ mod tests {
             count,
             sum: Some(sum),
             buckets: buckets.to_vec(),
+            st: 0,
         }
     }
 
@@ -377,6 +423,29 @@ mod tests {
         assert_eq!(d.buckets, Buckets::Explicit(vec![1.0, 2.0]));
         // Increases of the cumulative buckets: ≤1: 2, ≤2: 3, +Inf: 5.
         assert_eq!(d.bucket_counts, [2, 1, 2]);
+    }
+
+    #[test]
+    fn a_start_time_starts_the_interval_and_sends_the_run_as_it_is() {
+        let mut b = HistogramBaselines::default();
+        let with_st = |st, run: HistogramRun| HistogramRun { st, ..run };
+        let (start, d) = b
+            .convert(with_st(500, h12(1000, 1.0, 2.0, 3.0, 4.0)))
+            .unwrap();
+        assert_eq!(
+            (start, d.count, &d.bucket_counts[..]),
+            (500, 3, &[1, 1, 1][..])
+        );
+        let (start, d) = b
+            .convert(with_st(500, h12(2000, 2.0, 3.0, 4.0, 5.0)))
+            .unwrap();
+        assert_eq!((start, d.count), (500, 4));
+        let (start, d) = b
+            .convert(with_st(2500, h12(3000, 2.0, 3.0, 5.0, 5.0)))
+            .unwrap();
+        assert_eq!((start, d.count), (2500, 5));
+        let (start, d) = b.convert(h12(4000, 2.0, 3.0, 6.0, 5.0)).unwrap();
+        assert_eq!((start, d.count), (2500, 6));
     }
 
     #[test]
@@ -563,20 +632,20 @@ mod tests {
     fn adjacent_parts_with_one_timestamp_form_one_run() {
         let (a, other) = (proto("a"), proto("b"));
         let mut c = RunCollector::default();
-        assert_eq!(c.add(&a, HistogramPart::Bucket(1.0), 10, 1.0), None);
-        assert_eq!(c.add(&a, HistogramPart::Bucket(INF), 10, 2.0), None);
-        assert_eq!(c.add(&a, HistogramPart::Sum, 10, 3.0), None);
-        assert_eq!(c.add(&a, HistogramPart::Count, 10, 2.0), None);
+        assert_eq!(c.add(&a, HistogramPart::Bucket(1.0), (0, 10), 1.0), None);
+        assert_eq!(c.add(&a, HistogramPart::Bucket(INF), (0, 10), 2.0), None);
+        assert_eq!(c.add(&a, HistogramPart::Sum, (0, 10), 3.0), None);
+        assert_eq!(c.add(&a, HistogramPart::Count, (0, 10), 2.0), None);
         // Another histogram ends the run.
-        let done = c.add(&other, HistogramPart::Count, 10, 7.0).unwrap();
+        let done = c.add(&other, HistogramPart::Count, (0, 10), 7.0).unwrap();
         assert_eq!(done.count, Some(2.0));
         assert_eq!(done.sum, Some(3.0));
         assert_eq!(done.buckets, [(1.0, 1.0), (INF, 2.0)]);
         // Another timestamp ends the run.
-        let done = c.add(&other, HistogramPart::Sum, 11, 1.0).unwrap();
+        let done = c.add(&other, HistogramPart::Sum, (0, 11), 1.0).unwrap();
         assert_eq!((done.t, done.count, done.sum), (10, Some(7.0), None));
         // A part the run already has ends it (two series collapsing to one output series).
-        let done = c.add(&other, HistogramPart::Sum, 11, 2.0).unwrap();
+        let done = c.add(&other, HistogramPart::Sum, (0, 11), 2.0).unwrap();
         assert_eq!(done.sum, Some(1.0));
         let last = c.finish().unwrap();
         assert_eq!(last.sum, Some(2.0));

@@ -1,14 +1,18 @@
-//! Native histograms (WAL records 7, 8, 12 and 13) to Cloud Monitoring distributions with
-//! exponential buckets: [`read_integer`] and [`read_float`] turn a WAL sample into a
-//! [`NativeHistogram`], [`NativeBaselines`] measures a cumulative series' samples from its
+//! Native histograms (WAL records 7 to 10, 12 and 13) to Cloud Monitoring distributions:
+//! [`read_integer_values`] and [`read_float_values`] turn a WAL sample into a [`NativeHistogram`]
+//! (exponential buckets) or [`CustomValues`] (custom bounds, converted as classic histograms
+//! are); [`NativeBaselines`] measures a cumulative series' exponential samples from its
 //! baseline, and [`distribution`] lays the result out in at most 200 buckets.
 //!
 //! Must never look series up, queue points, or decide ordering between points (the converter's
 //! ordering guard does that for every kind alike).
 
+use std::borrow::Cow;
+
 use ahash::AHashMap;
 use prometheus_wal::record::{
-    CounterResetHint, FloatHistogram, Histogram, RefFloatHistogramSample, RefHistogramSample, Span,
+    CUSTOM_BUCKETS_SCHEMA, CounterResetHint, FloatHistogram, Histogram, RefFloatHistogramSample,
+    RefHistogramSample, Span,
 };
 
 use crate::model::native::upper_bound;
@@ -82,6 +86,87 @@ fn checked(mut h: NativeHistogram) -> Result<NativeHistogram, HistogramDrop> {
     Ok(h)
 }
 
+/// A histogram sample's values: exponential buckets, or custom bounds (schema -53).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistogramValues {
+    /// Exponential buckets.
+    Exponential(NativeHistogram),
+    /// Custom bucket bounds: converted as a classic histogram's buckets.
+    Custom(CustomValues),
+}
+
+/// A custom-bucket histogram's values, laid out as a classic histogram's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CustomValues {
+    /// Number of observations.
+    pub count: f64,
+    /// Sum of observations.
+    pub sum: f64,
+    /// `(upper bound, cumulative count)` for every bound, then `+Inf`.
+    pub buckets: Vec<(f64, f64)>,
+}
+
+/// The values of a custom-bucket sample: bucket `i` (from the spans) is the one up to
+/// `bounds[i]`, bucket `bounds.len()` the one above the last bound.
+fn read_custom(
+    spans: &[Span],
+    counts: impl ExactSizeIterator<Item = f64>,
+    bounds: &[f64],
+    (count, sum): (f64, f64),
+) -> Result<CustomValues, HistogramDrop> {
+    let mut sparse = Vec::with_capacity(counts.len());
+    expand(spans, counts, &mut sparse)?;
+    let mut per_bucket = vec![0.0; bounds.len() + 1];
+    for (i, c) in sparse {
+        *usize::try_from(i)
+            .ok()
+            .and_then(|i| per_bucket.get_mut(i))
+            .ok_or(HistogramDrop::InvalidSpans)? += c;
+    }
+    let mut cumulative = 0.0;
+    let buckets = per_bucket
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cumulative += c;
+            (bounds.get(i).copied().unwrap_or(f64::INFINITY), cumulative)
+        })
+        .collect();
+    Ok(CustomValues {
+        count,
+        sum,
+        buckets,
+    })
+}
+
+/// The values of an integer histogram sample of either kind.
+pub fn read_integer_values(h: &Histogram) -> Result<HistogramValues, HistogramDrop> {
+    if h.schema == CUSTOM_BUCKETS_SCHEMA {
+        let custom = read_custom(
+            &h.positive_spans,
+            absolute(&h.positive_deltas),
+            &h.custom_values,
+            (h.count as f64, h.sum),
+        )?;
+        return Ok(HistogramValues::Custom(custom));
+    }
+    read_integer(h).map(HistogramValues::Exponential)
+}
+
+/// The values of a float histogram sample of either kind.
+pub fn read_float_values(h: &FloatHistogram) -> Result<HistogramValues, HistogramDrop> {
+    if h.schema == CUSTOM_BUCKETS_SCHEMA {
+        let custom = read_custom(
+            &h.positive_spans,
+            h.positive_buckets.iter().copied(),
+            &h.custom_values,
+            (h.count, h.sum),
+        )?;
+        return Ok(HistogramValues::Custom(custom));
+    }
+    read_float(h).map(HistogramValues::Exponential)
+}
+
 /// The values of an integer native histogram sample (not of custom buckets).
 pub fn read_integer(h: &Histogram) -> Result<NativeHistogram, HistogramDrop> {
     let mut out = NativeHistogram {
@@ -147,38 +232,40 @@ fn whole(c: f64) -> i64 {
 /// at the histogram's own schema. Estimates beyond the float range are clamped to it.
 pub fn distribution(h: &NativeHistogram) -> Result<Distribution, HistogramDrop> {
     let underflow = whole(h.zero_count) + h.negative.iter().map(|(_, c)| whole(*c)).sum::<i64>();
-    let mut positive: Vec<(i32, f64)> = h
-        .positive
-        .iter()
-        .map(|&(i, c)| (i, whole(c) as f64))
-        .filter(|(_, c)| *c > 0.0)
-        .collect();
-    let mut schema = h.schema;
-    let span = |p: &[(i32, f64)]| match (p.first(), p.last()) {
-        (Some(first), Some(last)) => (i64::from(last.0) - i64::from(first.0) + 1) as usize,
-        _ => 1,
+    let populated = |(_, c): &&(i32, f64)| whole(*c) > 0;
+    let range = |p: &[(i32, f64)]| match (p.iter().find(populated), p.iter().rev().find(populated))
+    {
+        (Some(first), Some(last)) => Some((first.0, (i64::from(last.0) - i64::from(first.0) + 1))),
+        _ => None,
     };
-    while span(&positive) + 2 > MAX_BUCKETS {
-        let mut lowered = NativeHistogram {
-            schema,
-            positive,
-            ..NativeHistogram::default()
-        };
-        lowered.lower_schema(schema - 1);
-        schema -= 1;
-        positive = lowered.positive;
-    }
+    // Lowered only when the populated range needs more than the API's buckets.
+    let lowered;
+    let (schema, positive) = match range(&h.positive) {
+        Some((_, n)) if n as usize + 2 > MAX_BUCKETS => {
+            let mut l = NativeHistogram {
+                schema: h.schema,
+                positive: h.positive.clone(),
+                ..NativeHistogram::default()
+            };
+            while range(&l.positive).is_some_and(|(_, n)| n as usize + 2 > MAX_BUCKETS) {
+                l.lower_schema(l.schema - 1);
+            }
+            lowered = l;
+            (lowered.schema, &lowered.positive)
+        }
+        _ => (h.schema, &h.positive),
+    };
+    let (first, n) = range(positive).unwrap_or((1, 1));
+    let n = n as usize;
     let width = (-f64::from(schema)).exp2();
     let growth = width.exp2();
-    let first = positive.first().map_or(1, |(i, _)| *i);
     let scale = (f64::from(first - 1) * width).exp2();
-    let n = span(&positive);
     let mut bucket_counts = Vec::with_capacity(n + 1);
     bucket_counts.push(underflow);
-    for &(i, c) in &positive {
+    for (i, c) in positive.iter().filter(populated) {
         let at = (i - first) as usize + 1;
         bucket_counts.resize(at, 0);
-        bucket_counts.push(c as i64);
+        bucket_counts.push(whole(*c));
     }
     let count: i64 = bucket_counts.iter().sum();
     let (mean, ssd) = moments(h, count);
@@ -206,7 +293,9 @@ fn moments(h: &NativeHistogram, count: i64) -> (f64, f64) {
     if count == 0 {
         return (0.0, 0.0);
     }
-    let midpoint = |i: i32| (upper_bound(h.schema, i - 1) + upper_bound(h.schema, i)) / 2.0;
+    // The midpoint of `(base^(i-1), base^i]` is `base^i · (1 + 1/base) / 2`.
+    let factor = (1.0 + 1.0 / upper_bound(h.schema, 1)) / 2.0;
+    let midpoint = |i: i32| upper_bound(h.schema, i) * factor;
     let points = || {
         let positive = h
             .positive
@@ -230,6 +319,19 @@ fn moments(h: &NativeHistogram, count: i64) -> (f64, f64) {
         .map(|(m, c)| c as f64 * (m - mean) * (m - mean))
         .sum();
     (mean, ssd)
+}
+
+/// `earlier` brought to the layout of `later` ([`NativeHistogram::aligned_to`]), borrowed when it
+/// already has it (most samples have the layout of the last one).
+fn aligned<'a>(
+    earlier: &'a NativeHistogram,
+    later: &NativeHistogram,
+) -> Option<Cow<'a, NativeHistogram>> {
+    if earlier.schema == later.schema && earlier.zero_threshold == later.zero_threshold {
+        Some(Cow::Borrowed(earlier))
+    } else {
+        earlier.aligned_to(later).map(Cow::Owned)
+    }
 }
 
 /// Why a native histogram sample produced no point.
@@ -268,14 +370,34 @@ pub struct NativeBaselines {
 }
 
 impl NativeBaselines {
-    /// The interval start and distribution for sample `h` at `t` of series `hash`.
+    /// The interval start and distribution for sample `h` at `t` of series `hash`, whose start
+    /// time is `st` (0 when not known). With a start time before `t`, the interval starts there
+    /// and the sample is sent as it is (no baseline); a new start time is a new interval.
     pub fn convert(
         &mut self,
         hash: u64,
-        t: i64,
+        (st, t): (i64, i64),
         h: NativeHistogram,
         hint: CounterResetHint,
     ) -> Result<(i64, Distribution), NativeSkip> {
+        let state = self.states.get(&hash);
+        if state.is_some_and(|s| t <= s.last_t) {
+            return Err(NativeSkip::OutOfOrder);
+        }
+        if st > 0 && st < t && state.is_none_or(|s| s.start_ms != st) {
+            let point = distribution(&h).map_err(NativeSkip::Invalid);
+            let base = NativeHistogram::empty(h.schema, h.zero_threshold);
+            self.states.insert(
+                hash,
+                NativeState {
+                    start_ms: st,
+                    base,
+                    previous: h,
+                    last_t: t,
+                },
+            );
+            return point.map(|d| (st, d));
+        }
         let Some(state) = self.states.get_mut(&hash) else {
             self.states.insert(
                 hash,
@@ -292,21 +414,20 @@ impl NativeBaselines {
             return Err(NativeSkip::OutOfOrder);
         }
         state.last_t = t;
-        let previous = state.previous.aligned_to(&h);
-        let base = state.base.aligned_to(&h);
-        let (base, reset) = match (previous, base) {
-            (Some(previous), Some(base))
-                if hint != CounterResetHint::CounterReset && !h.went_down_from(&previous) =>
-            {
-                (base, false)
+        let went_on = hint != CounterResetHint::CounterReset
+            && aligned(&state.previous, &h).is_some_and(|previous| !h.went_down_from(&previous));
+        let new_base = match aligned(&state.base, &h) {
+            Some(Cow::Borrowed(_)) if went_on => None,
+            Some(Cow::Owned(base)) if went_on => Some(base),
+            _ => {
+                state.start_ms = t - 1;
+                Some(NativeHistogram::empty(h.schema, h.zero_threshold))
             }
-            _ => (NativeHistogram::empty(h.schema, h.zero_threshold), true),
         };
-        if reset {
-            state.start_ms = t - 1;
+        if let Some(base) = new_base {
+            state.base = base;
         }
-        let delta = h.minus(&base);
-        state.base = base;
+        let delta = h.minus(&state.base);
         state.previous = h;
         distribution(&delta)
             .map(|d| (state.start_ms, d))
@@ -343,12 +464,14 @@ pub(crate) trait NativeRecordSample {
     fn series_ref(&self) -> u64;
     /// The timestamp (ms).
     fn t(&self) -> i64;
+    /// The start time (ms; 0 when not known).
+    fn st(&self) -> i64;
     /// The sum (a stale marker when the series ended).
     fn sum(&self) -> f64;
     /// The counter-reset hint.
     fn hint(&self) -> CounterResetHint;
     /// Its values.
-    fn read(&self) -> Result<NativeHistogram, HistogramDrop>;
+    fn read(&self) -> Result<HistogramValues, HistogramDrop>;
 }
 
 impl NativeRecordSample for RefHistogramSample {
@@ -358,14 +481,17 @@ impl NativeRecordSample for RefHistogramSample {
     fn t(&self) -> i64 {
         self.t
     }
+    fn st(&self) -> i64 {
+        self.st
+    }
     fn sum(&self) -> f64 {
         self.h.sum
     }
     fn hint(&self) -> CounterResetHint {
         self.h.counter_reset_hint
     }
-    fn read(&self) -> Result<NativeHistogram, HistogramDrop> {
-        read_integer(&self.h)
+    fn read(&self) -> Result<HistogramValues, HistogramDrop> {
+        read_integer_values(&self.h)
     }
 }
 
@@ -376,14 +502,17 @@ impl NativeRecordSample for RefFloatHistogramSample {
     fn t(&self) -> i64 {
         self.t
     }
+    fn st(&self) -> i64 {
+        self.st
+    }
     fn sum(&self) -> f64 {
         self.fh.sum
     }
     fn hint(&self) -> CounterResetHint {
         self.fh.counter_reset_hint
     }
-    fn read(&self) -> Result<NativeHistogram, HistogramDrop> {
-        read_float(&self.fh)
+    fn read(&self) -> Result<HistogramValues, HistogramDrop> {
+        read_float_values(&self.fh)
     }
 }
 

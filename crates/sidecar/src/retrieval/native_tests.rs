@@ -223,7 +223,7 @@ fn baselines_convert(
     t: i64,
     h: &NativeHistogram,
 ) -> Result<(i64, Distribution), NativeSkip> {
-    b.convert(7, t, h.clone(), CounterResetHint::Unknown)
+    b.convert(7, (0, t), h.clone(), CounterResetHint::Unknown)
 }
 
 #[test]
@@ -259,7 +259,7 @@ fn resets_start_a_new_interval() {
     let (start, d) = b
         .convert(
             7,
-            4000,
+            (0, 4000),
             observe(1, 0.0, &[6.0, 6.0, 1.5]),
             CounterResetHint::CounterReset,
         )
@@ -285,6 +285,33 @@ fn a_wider_zero_bucket_is_reconciled_and_a_narrower_one_is_a_reset() {
     assert_eq!((start, d.count, d.bucket_counts[0]), (1000, 1, 1));
     let (start, _) = baselines_convert(&mut b, 3000, &observe(0, 0.0, &[0.2, 3.0, 0.1])).unwrap();
     assert_eq!(start, 2999);
+}
+
+#[test]
+fn a_start_timestamp_starts_the_interval_and_sends_the_sample_as_it_is() {
+    let mut b = NativeBaselines::default();
+    let convert = |b: &mut NativeBaselines, st, t, values: &[f64]| {
+        b.convert(
+            7,
+            (st, t),
+            observe(0, 0.0, values),
+            CounterResetHint::Unknown,
+        )
+    };
+    let (start, d) = convert(&mut b, 500, 1000, &[1.5]).unwrap();
+    assert_eq!((start, d.count), (500, 1));
+    let (start, d) = convert(&mut b, 500, 2000, &[1.5, 3.0]).unwrap();
+    assert_eq!((start, d.count), (500, 2));
+    // A new start time: a new interval, whatever the values.
+    let (start, d) = convert(&mut b, 2500, 3000, &[1.5, 3.0, 6.0]).unwrap();
+    assert_eq!((start, d.count), (2500, 3));
+    assert_eq!(
+        convert(&mut b, 2600, 3000, &[1.5]),
+        Err(NativeSkip::OutOfOrder)
+    );
+    // Without one, the interval goes on.
+    let (start, d) = convert(&mut b, 0, 4000, &[1.5, 3.0, 6.0, 6.0]).unwrap();
+    assert_eq!((start, d.count), (2500, 4));
 }
 
 #[test]

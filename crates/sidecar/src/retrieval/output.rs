@@ -67,17 +67,18 @@ impl Output {
         true
     }
 
-    /// Adds a histogram part (sample `index` of the record at `position`) to the open run; a
-    /// part of another histogram or timestamp ends the open run first.
+    /// Adds a histogram part (sample `index` of the record at `position`, start time `st`) to
+    /// the open run; a part of another histogram or timestamp ends the open run first.
     pub(super) fn add_to_run(
         &mut self,
         prototype: &SharedPrototype,
         part: HistogramPart,
         sample: &RefSample,
+        st: i64,
         index: usize,
         position: WalPosition,
     ) -> Result<(), ExportClosed> {
-        let finished = self.runs.add(prototype, part, sample.t, sample.v);
+        let finished = self.runs.add(prototype, part, (st, sample.t), sample.v);
         // A run's last sample is its identity for delivery marks.
         let finished_index = std::mem::replace(&mut self.run_index, index);
         match finished {

@@ -13,9 +13,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use prometheus_wal::record::{
-    CounterResetHint, RecordType, RefFloatHistogramSample, RefHistogramSample, RefSample,
-    RefSeries, decode_float_histogram_samples, decode_histogram_samples, decode_samples,
-    decode_series, is_stale_marker, record_type,
+    CounterResetHint, DecodeError, RecordType, RefFloatHistogramSample, RefHistogramSample,
+    RefMetadata, RefSample, RefSampleSt, RefSeries, decode_float_histogram_samples,
+    decode_histogram_samples, decode_metadata, decode_samples, decode_samples_st, decode_series,
+    is_stale_marker, record_type,
 };
 use prometheus_wal::{Follower, Next, RecordSource, WalError, WalPosition};
 use tokio::runtime::Handle;
@@ -25,13 +26,14 @@ use super::convert::{Converter, Skipped};
 use super::delivery::{Bookkeeping, ReaderProgress};
 use super::gc::{GC_INTERVAL, SeriesGc};
 use super::histogram::RunCollector;
-use super::native::NativeRecordSample;
+use super::native::{HistogramValues, NativeRecordSample};
 use super::output::Output;
 use super::resolve::{Conversion, Resolver, SeriesSources};
 use super::series::{SeriesCache, SeriesState};
 use crate::export::{Delivery, ExportClosed, ExportHandle, QueuedPoint};
 use crate::filter::SeriesFilter;
-use crate::model::{NativeHistogram, PointKind};
+use crate::metadata::MetricType;
+use crate::model::PointKind;
 use crate::progress::PointAck;
 use crate::stats::{HistogramDrop, ReaderStats, SampleSkip};
 
@@ -45,6 +47,10 @@ pub struct Reader<S> {
     runtime: Handle,
     series_buf: Vec<RefSeries>,
     samples_buf: Vec<RefSample>,
+    /// Start times of the samples in `samples_buf` (empty for records without them).
+    starts_buf: Vec<i64>,
+    samples_st_buf: Vec<RefSampleSt>,
+    metadata_buf: Vec<RefMetadata>,
     histograms_buf: Vec<RefHistogramSample>,
     float_histograms_buf: Vec<RefFloatHistogramSample>,
     /// Conversion and queueing of points.
@@ -89,6 +95,9 @@ impl<S: SeriesSources> Reader<S> {
             runtime,
             series_buf: Vec::new(),
             samples_buf: Vec::new(),
+            starts_buf: Vec::new(),
+            samples_st_buf: Vec::new(),
+            metadata_buf: Vec::new(),
             histograms_buf: Vec::new(),
             float_histograms_buf: Vec::new(),
             out: Output {
@@ -168,30 +177,32 @@ impl<S: SeriesSources> Reader<S> {
                     let cached = self.cache.len() as u64;
                     self.out.stats.series_cached.store(cached, Relaxed);
                 }
-                RecordType::Samples if delivered_before => {
+                RecordType::Samples | RecordType::SamplesV2 if delivered_before => {
                     // Delivered by a previous run; its series records above are still read, and
                     // its samples still feed the aggregated counters (which ignore what they
                     // counted before the restart).
                     self.out.delivery.skipped_delivered_record();
                     if self.aggregates.is_some() {
-                        if let Err(e) = decode_samples(record.data, &mut self.samples_buf) {
+                        if let Err(e) = self.decode_float_samples(record.data) {
                             self.undecodable(&e, position);
                             continue;
                         }
                         self.observe_only();
                     }
                 }
-                RecordType::Samples => {
+                RecordType::Samples | RecordType::SamplesV2 => {
                     self.out.delivery.converting_record();
-                    if let Err(e) = decode_samples(record.data, &mut self.samples_buf) {
+                    if let Err(e) = self.decode_float_samples(record.data) {
                         self.undecodable(&e, position);
                         continue;
                     }
                     let samples = std::mem::take(&mut self.samples_buf);
+                    let starts = std::mem::take(&mut self.starts_buf);
                     let queued = self
-                        .on_samples(&samples, position)
+                        .on_samples(&samples, &starts, position)
                         .and_then(|()| self.out.export.flush_blocking());
                     self.samples_buf = samples;
+                    self.starts_buf = starts;
                     if queued.is_err() {
                         self.snapshot_aggregates();
                         return Ok(ReaderExit::ExportClosed);
@@ -199,13 +210,17 @@ impl<S: SeriesSources> Reader<S> {
                 }
                 RecordType::HistogramSamples
                 | RecordType::HistogramSamplesV2
+                | RecordType::CustomBucketsHistogramSamples
                 | RecordType::FloatHistogramSamples
                 | RecordType::FloatHistogramSamplesV2
+                | RecordType::CustomBucketsFloatHistogramSamples
                     if delivered_before =>
                 {
                     self.out.delivery.skipped_delivered_record();
                 }
-                RecordType::HistogramSamples | RecordType::HistogramSamplesV2 => {
+                RecordType::HistogramSamples
+                | RecordType::HistogramSamplesV2
+                | RecordType::CustomBucketsHistogramSamples => {
                     self.out.delivery.converting_record();
                     if let Err(e) = decode_histogram_samples(record.data, &mut self.histograms_buf)
                     {
@@ -220,7 +235,9 @@ impl<S: SeriesSources> Reader<S> {
                         return Ok(ReaderExit::ExportClosed);
                     }
                 }
-                RecordType::FloatHistogramSamples | RecordType::FloatHistogramSamplesV2 => {
+                RecordType::FloatHistogramSamples
+                | RecordType::FloatHistogramSamplesV2
+                | RecordType::CustomBucketsFloatHistogramSamples => {
                     self.out.delivery.converting_record();
                     if let Err(e) =
                         decode_float_histogram_samples(record.data, &mut self.float_histograms_buf)
@@ -236,6 +253,13 @@ impl<S: SeriesSources> Reader<S> {
                         return Ok(ReaderExit::ExportClosed);
                     }
                 }
+                RecordType::Metadata => {
+                    if let Err(e) = decode_metadata(record.data, &mut self.metadata_buf) {
+                        self.undecodable(&e, position);
+                        continue;
+                    }
+                    self.learn_metadata();
+                }
                 // Other record types are not converted yet; the WAL library decodes them.
                 _ => {}
             }
@@ -243,6 +267,41 @@ impl<S: SeriesSources> Reader<S> {
         }
         self.snapshot_aggregates();
         Ok(ReaderExit::Stopped)
+    }
+
+    /// Decodes a float samples record (V1, or V2 with start times) into `samples_buf` and
+    /// `starts_buf`.
+    fn decode_float_samples(&mut self, data: &[u8]) -> Result<(), DecodeError> {
+        self.starts_buf.clear();
+        if record_type(data) != RecordType::SamplesV2 {
+            return decode_samples(data, &mut self.samples_buf);
+        }
+        decode_samples_st(data, &mut self.samples_st_buf)?;
+        self.samples_buf.clear();
+        self.samples_buf
+            .extend(self.samples_st_buf.iter().map(|s| s.sample));
+        self.starts_buf
+            .extend(self.samples_st_buf.iter().map(|s| s.st));
+        Ok(())
+    }
+
+    /// Hands the metric types of the metadata record in `metadata_buf` to the resolver.
+    fn learn_metadata(&mut self) {
+        let stats = &self.out.stats;
+        let n = self.metadata_buf.len() as u64;
+        stats.wal_metadata_read.fetch_add(n, Relaxed);
+        for m in self.metadata_buf.drain(..) {
+            let Some(metric_type) = metric_type(m.metric_type) else {
+                continue;
+            };
+            let Some(entry) = self.cache.get_mut(m.series_ref) else {
+                continue;
+            };
+            if let (Some(name), Some(job)) = (entry.labels.get("__name__"), entry.labels.get("job"))
+            {
+                self.resolver.learn_metadata(job, name, metric_type);
+            }
+        }
     }
 
     /// Feeds the samples in `samples_buf` to the aggregated counters only.
@@ -288,9 +347,11 @@ impl<S: SeriesSources> Reader<S> {
     }
 
     /// Converts and queues one record's samples.
+    /// `starts` holds the samples' start times (empty when the record has none).
     fn on_samples(
         &mut self,
         samples: &[RefSample],
+        starts: &[i64],
         position: WalPosition,
     ) -> Result<(), ExportClosed> {
         let stats = &self.out.stats;
@@ -313,7 +374,8 @@ impl<S: SeriesSources> Reader<S> {
                 continue;
             }
             newest = newest.max(Some(sample.t));
-            self.on_sample(index, sample, position, &mut now)?;
+            let st = starts.get(index).copied().unwrap_or(0);
+            self.on_sample(index, sample, st, position, &mut now)?;
         }
         // A record holds whole scrapes, so a run never continues in the next record.
         self.out.end_run(position)?;
@@ -337,11 +399,13 @@ impl<S: SeriesSources> Reader<S> {
         Ok(())
     }
 
-    /// Converts and queues sample `index` of the record at `position` (not a NaN).
+    /// Converts and queues sample `index` of the record at `position` (not a NaN), whose start
+    /// time is `st` (0 when not known).
     fn on_sample(
         &mut self,
         index: usize,
         sample: &RefSample,
+        st: i64,
         position: WalPosition,
         now: &mut Instant,
     ) -> Result<(), ExportClosed> {
@@ -362,12 +426,15 @@ impl<S: SeriesSources> Reader<S> {
             return Ok(());
         };
         if let Conversion::Histogram(part) = series.conversion {
-            return out.add_to_run(&series.prototype, part, sample, index, position);
+            return out.add_to_run(&series.prototype, part, sample, st, index, position);
         }
         // Any other sample ends a histogram's run: its parts must be adjacent.
         out.end_run(position)?;
         let hash = series.prototype.hash;
-        match out.converter.convert(series, counter, sample.t, sample.v) {
+        match out
+            .converter
+            .convert_from(series, counter, st, sample.t, sample.v)
+        {
             Ok(point) => {
                 let mark = out.delivery.mark(position, index);
                 if out.delivery.acknowledged(hash, mark) {
@@ -421,6 +488,7 @@ impl<S: SeriesSources> Reader<S> {
             let sample = NativeSample {
                 series_ref: s.series_ref(),
                 t: s.t(),
+                st: s.st(),
                 stale: is_stale_marker(s.sum()),
                 hint: s.hint(),
             };
@@ -447,7 +515,7 @@ impl<S: SeriesSources> Reader<S> {
         sample: NativeSample,
         position: WalPosition,
         now: &mut Instant,
-        read: impl FnOnce() -> Result<NativeHistogram, HistogramDrop>,
+        read: impl FnOnce() -> Result<HistogramValues, HistogramDrop>,
     ) -> Result<(), ExportClosed> {
         let out = &mut self.out;
         if sample.stale {
@@ -478,7 +546,13 @@ impl<S: SeriesSources> Reader<S> {
         let gauge = series.prototype.kind == PointKind::GaugeDistribution;
         let queued =
             out.queue_distribution(series.prototype.clone(), sample.t, mark, gauge, |c| {
-                c.convert_native(series, sample.t, values, sample.hint)
+                let times = (sample.st, sample.t);
+                match values {
+                    HistogramValues::Exponential(h) => {
+                        c.convert_native(series, times, h, sample.hint)
+                    }
+                    HistogramValues::Custom(custom) => c.convert_custom(series, times, custom),
+                }
             })?;
         if queued {
             out.stats.native_histogram_points.fetch_add(1, Relaxed);
@@ -491,6 +565,24 @@ impl<S: SeriesSources> Reader<S> {
 struct NativeSample {
     series_ref: u64,
     t: i64,
+    /// Start time (0 when not known).
+    st: i64,
     stale: bool,
     hint: CounterResetHint,
+}
+
+/// The metadata type of a WAL metadata record's type byte (`None` for one no Prometheus defines).
+fn metric_type(t: prometheus_wal::record::MetricType) -> Option<MetricType> {
+    use prometheus_wal::record::MetricType as Wal;
+    Some(match t {
+        Wal::Unknown => MetricType::Unknown,
+        Wal::Counter => MetricType::Counter,
+        Wal::Gauge => MetricType::Gauge,
+        Wal::Histogram => MetricType::Histogram,
+        Wal::GaugeHistogram => MetricType::GaugeHistogram,
+        Wal::Summary => MetricType::Summary,
+        Wal::Info => MetricType::Info,
+        Wal::Stateset => MetricType::StateSet,
+        Wal::Other(_) => return None,
+    })
 }

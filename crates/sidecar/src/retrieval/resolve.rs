@@ -38,6 +38,10 @@ pub trait SeriesSources {
         instance: &str,
         metric: &str,
     ) -> impl Future<Output = Result<Option<MetricMetadata>, String>>;
+    /// Whether the configuration gives `metric`'s metadata (which beats the WAL's).
+    fn has_static_metadata(&self, _metric: &str) -> bool {
+        false
+    }
 }
 
 /// How each sample of a resolved series becomes a point.
@@ -96,6 +100,8 @@ pub struct Resolver<S> {
     /// Live prototypes by identity hash: series that map to one Cloud Monitoring series (the
     /// parts of a histogram, or a Prometheus series re-created under a new ref) share one.
     prototypes: Mutex<Interner<SeriesPrototype>>,
+    /// Metric types from the WAL's metadata records, by job and series name.
+    wal_metadata: Mutex<HashMap<(String, String), MetricType>>,
 }
 
 fn label<'a>(labels: &'a [Label], name: &str) -> &'a str {
@@ -114,7 +120,51 @@ impl<S: SeriesSources> Resolver<S> {
             use_gke_resource,
             renames: HashMap::new(),
             prototypes: Mutex::new(Interner::default()),
+            wal_metadata: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records the metric type a WAL metadata record gives the series `name` of `job`: it is
+    /// used ahead of the HTTP API (but not ahead of the configuration's static metadata).
+    pub fn learn_metadata(&self, job: &str, name: &str, metric_type: MetricType) {
+        let mut known = self
+            .wal_metadata
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if known.get(&(job.to_string(), name.to_string())) != Some(&metric_type) {
+            known.insert((job.to_string(), name.to_string()), metric_type);
+        }
+    }
+
+    /// The metadata the WAL gave series `name` of `job`, with the suffix its naming needs: a
+    /// histogram's or summary's `_bucket`, `_sum` or `_count` part (the WAL's metadata is the
+    /// family's, under each series' own name). `None` when static metadata covers the name.
+    fn wal_metadata(&self, job: &str, name: &str) -> Option<(MetricMetadata, &'static str)> {
+        let stripped = strip_suffix(name);
+        if self.sources.has_static_metadata(name)
+            || stripped.is_some_and(|(base, _)| self.sources.has_static_metadata(base))
+        {
+            return None;
+        }
+        let metric_type = *self
+            .wal_metadata
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(job.to_string(), name.to_string()))?;
+        let suffix = match (metric_type, stripped) {
+            (
+                MetricType::Histogram | MetricType::GaugeHistogram | MetricType::Summary,
+                Some((_, suffix @ ("_bucket" | "_sum" | "_count"))),
+            ) => suffix,
+            _ => "",
+        };
+        let metadata = MetricMetadata {
+            metric: name.to_string(),
+            metric_type,
+            value_type: ValueType::Unspecified,
+            help: String::new(),
+        };
+        Some((metadata, suffix))
     }
 
     /// Renames metrics (`metric_renames` of the config file). The key is the name the naming
@@ -123,6 +173,24 @@ impl<S: SeriesSources> Resolver<S> {
     pub fn with_renames(mut self, renames: HashMap<String, String>) -> Resolver<S> {
         self.renames = renames;
         self
+    }
+
+    /// Metadata of series `name` from the sources: under the full name, or under the family
+    /// name with one suffix stripped (returned with it).
+    async fn api_metadata(
+        &self,
+        job: &str,
+        instance: &str,
+        name: &str,
+    ) -> Result<Option<(MetricMetadata, &'static str)>, String> {
+        if let Some(m) = self.sources.metadata(job, instance, name).await? {
+            return Ok(Some((m, "")));
+        }
+        let Some((base, suffix)) = strip_suffix(name) else {
+            return Ok(None);
+        };
+        let found = self.sources.metadata(job, instance, base).await?;
+        Ok(found.map(|m| (m, suffix)))
     }
 
     /// Resolves one series. `Err` means a lookup failed (Prometheus unreachable): try again later.
@@ -150,15 +218,12 @@ impl<S: SeriesSources> Resolver<S> {
             return Ok(Resolution::Dropped(DropReason::TooManyLabels));
         }
         let (job, instance) = (label(series, "job"), label(series, "instance"));
-        let (metadata, suffix) = match self.sources.metadata(job, instance, name).await? {
-            Some(m) => (m, ""),
-            None => match strip_suffix(name) {
-                Some((base, suffix)) => match self.sources.metadata(job, instance, base).await? {
-                    Some(m) => (m, suffix),
-                    None => return Ok(Resolution::Dropped(DropReason::MetadataNotFound)),
-                },
-                None => return Ok(Resolution::Dropped(DropReason::MetadataNotFound)),
-            },
+        let found = match self.wal_metadata(job, name) {
+            Some(found) => Some(found),
+            None => self.api_metadata(job, instance, name).await?,
+        };
+        let Some((metadata, suffix)) = found else {
+            return Ok(Resolution::Dropped(DropReason::MetadataNotFound));
         };
         let Some(naming) = naming(&metadata, name, suffix) else {
             return Ok(Resolution::Dropped(DropReason::UnsupportedType));
@@ -332,6 +397,8 @@ mod tests {
     struct Table {
         metadata: HashMap<&'static str, MetricMetadata>,
         asked: Mutex<Vec<String>>,
+        /// Names whose metadata is static (from the configuration).
+        statics: Vec<&'static str>,
     }
 
     impl Table {
@@ -352,6 +419,7 @@ mod tests {
                     })
                     .collect(),
                 asked: Mutex::new(Vec::new()),
+                statics: Vec::new(),
             }
         }
     }
@@ -380,6 +448,10 @@ mod tests {
         ) -> Result<Option<MetricMetadata>, String> {
             self.asked.lock().unwrap().push(metric.to_string());
             Ok(self.metadata.get(metric).cloned())
+        }
+
+        fn has_static_metadata(&self, metric: &str) -> bool {
+            self.statics.contains(&metric)
         }
     }
 
@@ -423,6 +495,44 @@ mod tests {
             Resolution::Dropped(DropReason::MetadataNotFound)
         );
         assert_eq!(*r.sources.asked.lock().unwrap(), ["y_sum_total", "y_sum"]);
+    }
+
+    #[test]
+    fn wal_metadata_comes_before_the_api_and_after_static_metadata() {
+        let mut r = resolver(&[("h", MetricType::Gauge, UNSPECIFIED)]);
+        r.learn_metadata("app", "x_total", MetricType::Counter);
+        r.learn_metadata("app", "h_bucket", MetricType::Histogram);
+        r.learn_metadata("app", "h", MetricType::Histogram);
+        r.learn_metadata("app", "s_count", MetricType::Summary);
+        r.learn_metadata("other", "y", MetricType::Counter);
+        let counter = resolved(resolve(&r, "x_total", &[]));
+        // The WAL's metadata is the series' own: a `_total` counter keeps its name.
+        assert_eq!(counter.prototype.metric_type(), "p/x_total");
+        assert_eq!(counter.conversion, Conversion::Cumulative);
+        let bucket = resolved(resolve(&r, "h_bucket", &[("le", "1")]));
+        assert_eq!(bucket.prototype.metric_type(), "p/h");
+        assert_eq!(
+            bucket.conversion,
+            Conversion::Histogram(HistogramPart::Bucket(1.0))
+        );
+        assert_eq!(
+            resolved(resolve(&r, "h", &[])).conversion,
+            Conversion::Native
+        );
+        let count = resolved(resolve(&r, "s_count", &[]));
+        assert_eq!(count.prototype.kind, PointKind::CumulativeInt64);
+        assert!(r.sources.asked.lock().unwrap().is_empty(), "no API lookups");
+        // Another job's metadata does not count.
+        assert_eq!(
+            resolve(&r, "y", &[]),
+            Resolution::Dropped(DropReason::MetadataNotFound)
+        );
+        // Static metadata of the family wins over the WAL's.
+        r.sources.statics.push("h");
+        assert_eq!(
+            resolved(resolve(&r, "h", &[])).conversion,
+            Conversion::Gauge
+        );
     }
 
     #[test]

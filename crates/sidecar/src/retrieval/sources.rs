@@ -41,4 +41,8 @@ impl SeriesSources for PrometheusSources {
             .await
             .map_err(|e| e.to_string())
     }
+
+    fn has_static_metadata(&self, metric: &str) -> bool {
+        self.metadata.is_static(metric)
+    }
 }

@@ -170,6 +170,8 @@ pub struct ReaderStats {
     pub native_histograms_read: AtomicU64,
     /// Native histogram points queued for sending.
     pub native_histogram_points: AtomicU64,
+    /// Entries of WAL metadata records read (Prometheus' `metadata-wal-records` feature).
+    pub wal_metadata_read: AtomicU64,
     /// Samples not queued, by reason.
     skipped: [AtomicU64; SampleSkip::ALL.len()],
     /// WAL records that could not be decoded.

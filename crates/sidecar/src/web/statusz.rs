@@ -439,6 +439,14 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
     );
     row(
         &mut out,
+        "Metadata read from the WAL",
+        &format!(
+            "{} series entries",
+            stats.reader.wal_metadata_read.load(Relaxed)
+        ),
+    );
+    row(
+        &mut out,
         "Undecodable records skipped",
         &stats.reader.records_undecodable.load(Relaxed).to_string(),
     );
