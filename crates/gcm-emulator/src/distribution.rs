@@ -1,7 +1,7 @@
 //! The rules a `google.api.Distribution` value must follow to be written.
 //!
 //! Owns the checks of one distribution in isolation: count, mean and deviation consistency,
-//! bucket options, and bucket counts against both. It must never know which series or request the
+//! bucket options, bucket counts against both, and exemplars (order and attachments). It must never know which series or request the
 //! value came from; the caller names the field in its message.
 //!
 //! Bucket counts may be shorter than the number of buckets (the API documents that missing
@@ -65,7 +65,105 @@ pub(crate) fn check(d: &Distribution) -> Result<(), String> {
             d.count
         ));
     }
+    check_exemplars(d, buckets)
+}
+
+/// Type URLs of the exemplar attachments the API documents.
+const SPAN_CONTEXT: &str = "type.googleapis.com/google.monitoring.v3.SpanContext";
+const DROPPED_LABELS: &str = "type.googleapis.com/google.monitoring.v3.DroppedLabels";
+const STRING_VALUE: &str = "type.googleapis.com/google.protobuf.StringValue";
+
+/// Exemplars: values finite and strictly increasing (`Distribution.exemplars`: "Must be in
+/// increasing order of `value` field"; the API answers duplicates with the same error), at most
+/// one attachment of each type ("enforced by the system"), attachments of the documented types
+/// that decode, a `SpanContext` naming `projects/P/traces/<32 hex>/spans/<16 hex>`. The
+/// emulator also allows no more exemplars than buckets, one per bucket being what Google's own
+/// exporters send.
+fn check_exemplars(d: &Distribution, buckets: usize) -> Result<(), String> {
+    if d.exemplars.is_empty() {
+        return Ok(());
+    }
+    let options = d.bucket_options.as_ref().and_then(|o| o.options.as_ref());
+    let kind = match options {
+        Some(Options::ExponentialBuckets(_)) => "exponential_buckets",
+        Some(Options::LinearBuckets(_)) => "linear_buckets",
+        _ => "explicit_buckets",
+    };
+    if d.exemplars.len() > buckets.max(1) {
+        return Err(format!(
+            "Distribution has {} exemplars, more than its {buckets} buckets.",
+            d.exemplars.len()
+        ));
+    }
+    if d.exemplars.iter().any(|e| !e.value.is_finite())
+        || d.exemplars
+            .windows(2)
+            .any(|w| !less(w[0].value, w[1].value))
+    {
+        return Err(format!(
+            "Distribution |bucket_options.{kind}| has out-of-order/duplicate exemplars."
+        ));
+    }
+    for e in &d.exemplars {
+        let mut seen: Vec<&str> = Vec::new();
+        for a in &e.attachments {
+            if seen.contains(&a.type_url.as_str()) {
+                return Err(format!(
+                    "Exemplar has more than one attachment of type {}.",
+                    a.type_url
+                ));
+            }
+            seen.push(&a.type_url);
+            check_attachment(a)?;
+        }
+    }
     Ok(())
+}
+
+fn check_attachment(a: &prost_types::Any) -> Result<(), String> {
+    use gcm_api::monitoring::{DroppedLabels, SpanContext};
+    use prost::Message;
+    let undecodable = || {
+        format!(
+            "Exemplar attachment of type {} cannot be decoded.",
+            a.type_url
+        )
+    };
+    match a.type_url.as_str() {
+        SPAN_CONTEXT => {
+            let span = SpanContext::decode(a.value.as_slice()).map_err(|_| undecodable())?;
+            if !span_name_ok(&span.span_name) {
+                return Err(format!(
+                    "Exemplar SpanContext span_name {:?} is not \
+                     projects/[PROJECT_ID]/traces/[TRACE_ID]/spans/[SPAN_ID].",
+                    span.span_name
+                ));
+            }
+        }
+        DROPPED_LABELS => {
+            DroppedLabels::decode(a.value.as_slice()).map_err(|_| undecodable())?;
+        }
+        STRING_VALUE => {
+            String::decode(a.value.as_slice()).map_err(|_| undecodable())?;
+        }
+        other => {
+            return Err(format!(
+                "Exemplar attachment type {other} is not supported."
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `projects/<id>/traces/<32 hex digits>/spans/<16 hex digits>`.
+fn span_name_ok(name: &str) -> bool {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let parts: Vec<&str> = name.split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["projects", project, "traces", trace, "spans", span]
+            if !project.is_empty() && hex(trace, 32) && hex(span, 16)
+    )
 }
 
 /// `a < b`, false when either is NaN.
@@ -208,6 +306,58 @@ mod tests {
             ..Default::default()
         };
         assert!(check(&d).is_err());
+    }
+
+    fn with_exemplars(values: &[f64], attachments: Vec<prost_types::Any>) -> Distribution {
+        use gcm_api::api::distribution::Exemplar;
+        let mut d = explicit(&[1.0, 2.0], &[1, 2, 3]);
+        d.exemplars = values
+            .iter()
+            .map(|v| Exemplar {
+                value: *v,
+                timestamp: None,
+                attachments: attachments.clone(),
+            })
+            .collect();
+        d
+    }
+
+    fn span(name: &str) -> prost_types::Any {
+        use prost::Message;
+        prost_types::Any {
+            type_url: SPAN_CONTEXT.into(),
+            value: gcm_api::monitoring::SpanContext {
+                span_name: name.into(),
+            }
+            .encode_to_vec(),
+        }
+    }
+
+    #[test]
+    fn exemplars_are_increasing_with_one_attachment_of_each_known_type() {
+        let good = "projects/p/traces/4bf92f3577b34da6a3ce929d0e0e4736/spans/00f067aa0ba902b7";
+        assert_eq!(
+            check(&with_exemplars(&[0.5, 1.5, 3.0], vec![span(good)])),
+            Ok(())
+        );
+        let err = check(&with_exemplars(&[1.5, 0.5], vec![])).unwrap_err();
+        assert!(err.contains("out-of-order/duplicate exemplars"), "{err}");
+        assert!(check(&with_exemplars(&[0.5, 0.5], vec![])).is_err());
+        assert!(check(&with_exemplars(&[f64::NAN], vec![])).is_err());
+        assert!(check(&with_exemplars(&[0.5, 1.0, 2.0, 3.0], vec![])).is_err());
+        assert!(check(&with_exemplars(&[0.5], vec![span(good), span(good)])).is_err());
+        assert!(
+            check(&with_exemplars(
+                &[0.5],
+                vec![span("projects/p/traces/x/spans/y")]
+            ))
+            .is_err()
+        );
+        let other = prost_types::Any {
+            type_url: "type.googleapis.com/google.protobuf.Duration".into(),
+            value: Vec::new(),
+        };
+        assert!(check(&with_exemplars(&[0.5], vec![other])).is_err());
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! strictly as Cloud Monitoring: integer and float histogram records written the way Prometheus
 //! writes them (a counter histogram whose client lowers its resolution and then restarts, with
 //! zero and negative observations and a stale marker at the end; a gauge histogram; a sample
-//! whose spans do not match its buckets), series resolved from tables, and the gRPC client
-//! sending to the emulator. Every bucket of every point is checked against where each
+//! whose spans do not match its buckets) with exemplars, series resolved from tables, and the
+//! gRPC client sending to the emulator. Every bucket of every point is checked against where each
 //! observation lands by the API's own definition of exponential buckets.
 
 mod common;
@@ -17,19 +17,20 @@ use common::native::{Observed, gcm_bucket};
 use gcm_api::api::Distribution;
 use gcm_api::api::distribution::bucket_options::Options;
 use gcm_api::api::metric_descriptor::{MetricKind, ValueType as ProtoValueType};
-use gcm_api::monitoring::{TimeSeries, typed_value};
+use gcm_api::monitoring::{DroppedLabels, SpanContext, TimeSeries, typed_value};
 use prometheus_wal::record::encode::{
-    encode_float_histogram_samples, encode_histogram_samples, encode_series,
+    encode_exemplars, encode_float_histogram_samples, encode_histogram_samples, encode_series,
 };
 use prometheus_wal::record::{
-    CounterResetHint, RecordType, RefFloatHistogramSample, RefHistogramSample, Span,
+    CounterResetHint, RecordType, RefExemplar, RefFloatHistogramSample, RefHistogramSample, Span,
 };
 use prometheus_wal::writer::SegmentWriter;
 use prometheus_wal::{Codec, Follower, STALE_NAN_BITS};
+use prost::Message;
 use stackdriver_prometheus_sidecar::metadata::MetricType;
 use stackdriver_prometheus_sidecar::progress::Resume;
 use stackdriver_prometheus_sidecar::retrieval::{Reader, ReaderExit, ReaderProgress, Resolver};
-use stackdriver_prometheus_sidecar::stats::{HistogramDrop, SampleSkip, Stats};
+use stackdriver_prometheus_sidecar::stats::{ExemplarDrop, HistogramDrop, SampleSkip, Stats};
 
 use common::tables::{TableSources, series};
 
@@ -179,6 +180,31 @@ async fn native_histograms_arrive_bucket_for_bucket() {
             &mut buf,
         );
         w.log(&buf).unwrap();
+
+        // The commit's exemplars come last, as Prometheus writes them.
+        if k < 8 {
+            let exemplar = |series_ref, t, v| RefExemplar {
+                series_ref,
+                t,
+                v,
+                labels: common::tables::labels(&[
+                    ("span_id", SPAN),
+                    ("trace_id", TRACE),
+                    ("user", "ann"),
+                ]),
+            };
+            buf.clear();
+            encode_exemplars(
+                &[
+                    exemplar(1, t(k) - 500, *observations(k).last().unwrap()),
+                    exemplar(2, t(k) - 100, gauge_values(k)[0]),
+                    exemplar(3, t(k), 1.0),
+                    exemplar(99, t(k), 1.0),
+                ],
+                &mut buf,
+            );
+            w.log(&buf).unwrap();
+        }
     }
     w.close().unwrap();
 
@@ -226,6 +252,56 @@ async fn native_histograms_arrive_bucket_for_bucket() {
         assert_holds(distribution(g, i), &gauge_values(k), &format!("gauge {k}"));
     }
 
+    // Exemplars: on the point covering their time, with their trace and other labels.
+    for ts in [h, g] {
+        for (i, point) in ts.points.iter().enumerate() {
+            let d = distribution(ts, i);
+            let end = millis(&point.interval.unwrap().end_time.unwrap());
+            // No exemplar at scrape 8; scrape 6's is older than the reset point's start.
+            let none = if ts.metric_kind == MetricKind::Gauge as i32 {
+                end == t(8)
+            } else {
+                end == t(6)
+            };
+            if none {
+                assert!(d.exemplars.is_empty());
+                continue;
+            }
+            assert_eq!(d.exemplars.len(), 1, "{}: {d:?}", describe(ts));
+            let e = &d.exemplars[0];
+            assert!(millis(e.timestamp.as_ref().unwrap()) <= end);
+            let types: Vec<&str> = e.attachments.iter().map(|a| a.type_url.as_str()).collect();
+            assert_eq!(
+                types,
+                [
+                    "type.googleapis.com/google.monitoring.v3.SpanContext",
+                    "type.googleapis.com/google.monitoring.v3.DroppedLabels"
+                ]
+            );
+            let span = SpanContext::decode(e.attachments[0].value.as_slice()).unwrap();
+            assert_eq!(
+                span.span_name,
+                format!("projects/proj/traces/{TRACE}/spans/{SPAN}")
+            );
+            let dropped = DroppedLabels::decode(e.attachments[1].value.as_slice()).unwrap();
+            assert_eq!(dropped.label.get("user").map(String::as_str), Some("ann"));
+        }
+    }
+    assert_eq!(stats.reader.exemplars_read.load(Relaxed), 32);
+    assert_eq!(stats.reader.exemplars_attached.load(Relaxed), 14);
+    // Scrape 0's is the baseline's, whose sample is not sent; scrape 6's precedes the reset
+    // point's start; the broken histogram's points are not sent.
+    assert_eq!(
+        stats.reader.exemplars_dropped_count(ExemplarDrop::NoPoint),
+        10
+    );
+    assert_eq!(
+        stats
+            .reader
+            .exemplars_dropped_count(ExemplarDrop::UnknownSeries),
+        8
+    );
+
     assert!(by_type(&format!("{PREFIX}broken_seconds")).is_empty());
     assert_eq!(
         stats
@@ -236,6 +312,13 @@ async fn native_histograms_arrive_bucket_for_bucket() {
     assert_eq!(stats.reader.skipped_count(SampleSkip::Nan), 1);
     assert_eq!(stats.reader.native_histograms_read.load(Relaxed), 27);
     assert_eq!(stats.reader.native_histogram_points.load(Relaxed), 16);
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const SPAN: &str = "00f067aa0ba902b7";
+
+fn describe(ts: &TimeSeries) -> &str {
+    &ts.metric.as_ref().unwrap().r#type
 }
 
 /// Queue lengths seen by the gauge histogram at scrape `k`: they go up and down.

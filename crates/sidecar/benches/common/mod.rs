@@ -81,6 +81,7 @@ pub fn point(kind: PointKind, t: i64) -> Point {
                 sum_of_squared_deviation: 3.5,
                 buckets: Buckets::Explicit(BOUNDS.to_vec()),
                 bucket_counts: vec![1, 2, 3, 5, 8, 13, 21, 8, 3, 1, 1, 0],
+                exemplars: Vec::new(),
             })),
         ),
         PointKind::GaugeDistribution => (
@@ -95,6 +96,7 @@ pub fn point(kind: PointKind, t: i64) -> Point {
                     scale: 0.25,
                 },
                 bucket_counts: vec![1, 2, 3, 5, 8, 13, 21, 8, 3, 1, 1],
+                exemplars: Vec::new(),
             })),
         ),
     };

@@ -5,7 +5,7 @@
 
 use prometheus_wal::WalPosition;
 
-use crate::model::{Distribution, Point, PointValue, SharedPrototype};
+use crate::model::{Distribution, Exemplar, Point, PointValue, SharedPrototype};
 use crate::progress::{PointAck, SavedHistogramState};
 
 /// One point waiting to be sent, with the WAL position it was read at.
@@ -31,6 +31,7 @@ impl QueuedPoint {
                 std::mem::size_of::<Distribution>()
                     + d.buckets.heap_bytes()
                     + f64s(d.bucket_counts.capacity())
+                    + d.exemplars.iter().map(exemplar_bytes).sum::<usize>()
             }
             PointValue::Double(_) | PointValue::Int64(_) => 0,
         };
@@ -42,6 +43,13 @@ impl QueuedPoint {
         };
         std::mem::size_of::<QueuedPoint>() + value + state
     }
+}
+
+/// Bytes an exemplar holds: its own and its labels'.
+fn exemplar_bytes(e: &Exemplar) -> usize {
+    let trace = e.trace.as_ref().map_or(0, |(t, s)| t.len() + s.len());
+    let labels: usize = e.dropped.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+    std::mem::size_of::<Exemplar>() + trace + e.project.as_ref().map_or(0, String::len) + labels
 }
 
 /// What to record once a tracked point's request has completed.

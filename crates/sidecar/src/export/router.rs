@@ -393,6 +393,7 @@ mod tests {
                     sum_of_squared_deviation: 0.0,
                     buckets: Buckets::Explicit((0..buckets).map(|b| b as f64).collect()),
                     bucket_counts: vec![0; buckets + 1],
+                    exemplars: Vec::new(),
                 })),
             },
             position: WalPosition::default(),

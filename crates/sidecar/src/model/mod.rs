@@ -12,6 +12,6 @@ pub(crate) mod validate;
 pub(crate) mod wire;
 
 pub use native::NativeHistogram;
-pub use point::{Buckets, Distribution, Point, PointKind, PointValue};
+pub use point::{Buckets, Distribution, Exemplar, Point, PointKind, PointValue};
 pub use prototype::{LastInterval, SeriesPrototype, SharedPrototype};
 pub use validate::Invalid;

@@ -6,7 +6,10 @@ use gcm_api::api::Distribution as DistributionProto;
 use gcm_api::api::distribution::BucketOptions;
 use gcm_api::api::distribution::bucket_options::{Explicit, Exponential, Options};
 use gcm_api::api::metric_descriptor::{MetricKind, ValueType};
-use gcm_api::monitoring::{Point as PointProto, TimeInterval, TypedValue, typed_value};
+use gcm_api::monitoring::{
+    DroppedLabels, Point as PointProto, SpanContext, TimeInterval, TypedValue, typed_value,
+};
+use prost::Message;
 
 /// The kind and value type of a series' points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,6 +111,57 @@ pub struct Distribution {
     pub buckets: Buckets,
     /// Observations per bucket: at most `buckets.len()` entries, summing to `count`.
     pub bucket_counts: Vec<i64>,
+    /// Exemplars, in increasing order of value, at most one per bucket.
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// One exemplar of a distribution point: an observation with its trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    /// The observed value.
+    pub value: f64,
+    /// When it was observed (ms since the epoch).
+    pub t_ms: i64,
+    /// `(trace_id, span_id)` when both are valid hexadecimal IDs: a `SpanContext` attachment.
+    pub trace: Option<(String, String)>,
+    /// The project the span was written to (the exemplar's `project_id` label), when not the
+    /// one the point is written to.
+    pub project: Option<String>,
+    /// Every other label: a `DroppedLabels` attachment.
+    pub dropped: Vec<(String, String)>,
+}
+
+/// Type URLs of the exemplar attachments (`google.api.Distribution.Exemplar.attachments`).
+pub const SPAN_CONTEXT_TYPE_URL: &str = "type.googleapis.com/google.monitoring.v3.SpanContext";
+/// See [`SPAN_CONTEXT_TYPE_URL`].
+pub const DROPPED_LABELS_TYPE_URL: &str = "type.googleapis.com/google.monitoring.v3.DroppedLabels";
+
+impl Exemplar {
+    fn into_proto(self, project_name: &str) -> gcm_api::api::distribution::Exemplar {
+        let mut attachments = Vec::new();
+        if let Some((trace, span)) = self.trace {
+            let name = match &self.project {
+                Some(project) => format!("projects/{project}/traces/{trace}/spans/{span}"),
+                None => format!("{project_name}/traces/{trace}/spans/{span}"),
+            };
+            attachments.push(prost_types::Any {
+                type_url: SPAN_CONTEXT_TYPE_URL.to_string(),
+                value: SpanContext { span_name: name }.encode_to_vec(),
+            });
+        }
+        if !self.dropped.is_empty() {
+            let label = self.dropped.into_iter().collect();
+            attachments.push(prost_types::Any {
+                type_url: DROPPED_LABELS_TYPE_URL.to_string(),
+                value: DroppedLabels { label }.encode_to_vec(),
+            });
+        }
+        gcm_api::api::distribution::Exemplar {
+            value: self.value,
+            timestamp: Some(timestamp(self.t_ms)),
+            attachments,
+        }
+    }
 }
 
 /// A point's value.
@@ -147,8 +201,9 @@ fn timestamp(ms: i64) -> prost_types::Timestamp {
 }
 
 impl Point {
-    /// The point as a prost message (the slow path; scalar points are written directly).
-    pub fn into_proto(self) -> PointProto {
+    /// The point as a prost message (the slow path; scalar points are written directly), for a
+    /// request to `project_name` (`projects/<id>`, where exemplars' spans are by default).
+    pub fn into_proto(self, project_name: &str) -> PointProto {
         PointProto {
             interval: Some(TimeInterval {
                 end_time: Some(timestamp(self.end_ms)),
@@ -159,7 +214,7 @@ impl Point {
                     PointValue::Double(v) => typed_value::Value::DoubleValue(v),
                     PointValue::Int64(v) => typed_value::Value::Int64Value(v),
                     PointValue::Distribution(d) => {
-                        typed_value::Value::DistributionValue(d.into_proto())
+                        typed_value::Value::DistributionValue(d.into_proto(project_name))
                     }
                 }),
             }),
@@ -168,7 +223,7 @@ impl Point {
 }
 
 impl Distribution {
-    fn into_proto(self) -> DistributionProto {
+    fn into_proto(self, project_name: &str) -> DistributionProto {
         DistributionProto {
             count: self.count,
             mean: self.mean,
@@ -188,6 +243,11 @@ impl Distribution {
                 }),
             }),
             bucket_counts: self.bucket_counts,
+            exemplars: self
+                .exemplars
+                .into_iter()
+                .map(|e| e.into_proto(project_name))
+                .collect(),
             ..Default::default()
         }
     }

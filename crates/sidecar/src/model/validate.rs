@@ -278,6 +278,7 @@ mod tests {
                 sum_of_squared_deviation: *sum_of_squared_deviation,
                 buckets: Buckets::Explicit(bounds.clone()),
                 bucket_counts: bucket_counts.clone(),
+                exemplars: Vec::new(),
             })),
             CaseValue::Exponential {
                 count,
@@ -295,6 +296,7 @@ mod tests {
                     scale: *scale,
                 },
                 bucket_counts: bucket_counts.clone(),
+                exemplars: Vec::new(),
             })),
         };
         let point = Point {

@@ -14,7 +14,7 @@ use super::RuntimeInfo;
 use super::process::ProcessStats;
 use crate::retrieval::aggregator::AggregateValue;
 use crate::stats::{
-    DropReason, HistogramDrop, SEND_DURATION_BUCKETS, SampleSkip, Stats, unix_millis,
+    DropReason, ExemplarDrop, HistogramDrop, SEND_DURATION_BUCKETS, SampleSkip, Stats, unix_millis,
 };
 
 /// The `Content-Type` of the text format.
@@ -166,6 +166,20 @@ pub fn render(
         "Distribution points made from native histogram samples and queued for sending.",
         &[],
         c(&stats.reader.native_histogram_points),
+    );
+    w.single(
+        "prometheus_sidecar_exemplars_read_total",
+        Kind::Counter,
+        "Exemplars found in WAL exemplar records.",
+        &[],
+        c(&stats.reader.exemplars_read),
+    );
+    w.single(
+        "prometheus_sidecar_exemplars_attached_total",
+        Kind::Counter,
+        "Exemplars attached to a distribution point queued for sending.",
+        &[],
+        c(&stats.reader.exemplars_attached),
     );
     w.single(
         "prometheus_sidecar_wal_metadata_read_total",
@@ -420,6 +434,19 @@ pub fn render(
             "prometheus_sidecar_histogram_points_dropped_total",
             &[("reason", reason.as_str())],
             stats.reader.histograms_dropped_count(reason) as f64,
+        );
+    }
+    w.family(
+        "prometheus_sidecar_exemplars_dropped_total",
+        Kind::Counter,
+        "Exemplars not sent, by reason (not_a_histogram: only distribution points hold them; \
+         no_point: no point of the series covers the exemplar's time).",
+    );
+    for reason in ExemplarDrop::ALL {
+        w.sample(
+            "prometheus_sidecar_exemplars_dropped_total",
+            &[("reason", reason.as_str())],
+            stats.reader.exemplars_dropped_count(reason) as f64,
         );
     }
     w.family(

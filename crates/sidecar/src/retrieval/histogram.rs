@@ -373,6 +373,7 @@ fn distribution(h: &Snapshot) -> Result<Distribution, HistogramSkip> {
         sum_of_squared_deviation: ssd,
         buckets: Buckets::Explicit(bounds),
         bucket_counts,
+        exemplars: Vec::new(),
     })
 }
 

@@ -7,6 +7,7 @@
 pub mod aggregator;
 pub mod convert;
 mod delivery;
+pub mod exemplars;
 pub(crate) mod gc;
 pub mod histogram;
 mod lookup;

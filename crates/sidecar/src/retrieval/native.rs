@@ -285,6 +285,7 @@ pub fn distribution(h: &NativeHistogram) -> Result<Distribution, HistogramDrop> 
             scale,
         },
         bucket_counts,
+        exemplars: Vec::new(),
     })
 }
 

@@ -5,14 +5,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+
+use ahash::AHashMap;
 use std::time::Instant;
 
 use prometheus_wal::WalPosition;
-use prometheus_wal::record::RefSample;
+use prometheus_wal::record::{RefExemplar, RefSample};
 use tokio::runtime::Handle;
 
 use super::convert::{Converter, Skipped};
 use super::delivery::Bookkeeping;
+use super::exemplars;
 use super::histogram::{HistogramRun, RunCollector};
 use super::lookup::{count_dropped, resolve_entry};
 use super::resolve::{HistogramPart, Resolver, SeriesSources};
@@ -20,7 +24,7 @@ use super::series::{SeriesEntry, SeriesState};
 use crate::export::{Delivery, ExportClosed, ExportHandle, QueuedPoint};
 use crate::model::{Point, SharedPrototype};
 use crate::progress::{Mark, PointAck, SavedHistogramState};
-use crate::stats::{DropReason, ReaderStats, SampleSkip};
+use crate::stats::{DropReason, ExemplarDrop, ReaderStats, SampleSkip};
 
 /// Where converted points go, and what is recorded about them.
 pub(super) struct Output {
@@ -32,9 +36,74 @@ pub(super) struct Output {
     pub(super) runs: RunCollector,
     /// Index in its record of the last sample added to the open histogram run.
     pub(super) run_index: usize,
+    /// Distribution points of the current commit, held until its exemplars are read, each with
+    /// whether it is tracked for delivery.
+    pub(super) held: Vec<(QueuedPoint, bool)>,
+    /// Records that ended while points were held: announced once those are queued.
+    pub(super) deferred: Vec<WalPosition>,
 }
 
+/// Most distribution points held for exemplars; more are released without waiting.
+const MAX_HELD: usize = 50_000;
+
 impl Output {
+    /// The record ending at `position` is done: announced to the delivery tracker now, or after
+    /// the held points when there are some (so the watermark never passes a held point).
+    pub(super) fn record_done(&mut self, position: WalPosition) {
+        if self.held.is_empty() && self.deferred.is_empty() {
+            self.delivery.record_done(position);
+        } else {
+            self.deferred.push(position);
+        }
+    }
+
+    /// Queues the held distribution points and announces the records that waited for them.
+    pub(super) fn release(&mut self) -> Result<(), ExportClosed> {
+        let mut held = std::mem::take(&mut self.held);
+        for (item, tracked) in held.drain(..) {
+            let lane = self.export.push_blocking(item)?;
+            if tracked {
+                self.delivery.pushed_to(lane);
+            }
+        }
+        self.held = held;
+        self.export.flush_blocking()?;
+        for position in self.deferred.drain(..) {
+            self.delivery.record_done(position);
+        }
+        Ok(())
+    }
+
+    /// Attaches a record's exemplars to the held points: each `(series, exemplar)` names the
+    /// output series hash of the exemplar's series, or why it has none.
+    pub(super) fn attach_exemplars<'a>(
+        &mut self,
+        exemplars: impl Iterator<Item = (Result<u64, ExemplarDrop>, &'a RefExemplar)>,
+    ) {
+        let mut by_series: AHashMap<u64, Vec<usize>> = AHashMap::new();
+        for (i, (item, _)) in self.held.iter().enumerate() {
+            by_series.entry(item.series.hash).or_default().push(i);
+        }
+        for (series, e) in exemplars {
+            let outcome = series.and_then(|hash| {
+                let points = by_series.get(&hash).ok_or(ExemplarDrop::NoPoint)?;
+                // The earliest held point of the series that covers the exemplar's time.
+                let at = points
+                    .iter()
+                    .copied()
+                    .filter(|i| exemplars::covers(&self.held[*i].0.point, e.t))
+                    .min_by_key(|i| self.held[*i].0.point.end_ms)
+                    .ok_or(ExemplarDrop::NoPoint)?;
+                exemplars::attach(&mut self.held[at].0.point, e.v, e.t, &e.labels)
+            });
+            match outcome {
+                Ok(()) => {
+                    self.stats.exemplars_attached.fetch_add(1, Relaxed);
+                }
+                Err(reason) => self.stats.exemplar_dropped(reason),
+            }
+        }
+    }
     /// Whether a sample at `t` of `entry` (series `series_ref`) goes on to conversion: its
     /// series is selected and a previous run did not deliver it. A series due for resolution is
     /// resolved first (`now` is then renewed). A sample that does not go on is counted.
@@ -164,9 +233,10 @@ impl Output {
                         index: mark.index,
                     }),
                 };
-                let lane = self.export.push_blocking(item)?;
-                if tracked {
-                    self.delivery.pushed_to(lane);
+                // Held until the commit's exemplars are read.
+                self.held.push((item, tracked));
+                if self.held.len() >= MAX_HELD {
+                    self.release()?;
                 }
                 return Ok(true);
             }

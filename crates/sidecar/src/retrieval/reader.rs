@@ -13,10 +13,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use prometheus_wal::record::{
-    CounterResetHint, DecodeError, RecordType, RefFloatHistogramSample, RefHistogramSample,
-    RefMetadata, RefSample, RefSampleSt, RefSeries, decode_float_histogram_samples,
-    decode_histogram_samples, decode_metadata, decode_samples, decode_samples_st, decode_series,
-    is_stale_marker, record_type,
+    CounterResetHint, DecodeError, RecordType, RefExemplar, RefFloatHistogramSample,
+    RefHistogramSample, RefMetadata, RefSample, RefSampleSt, RefSeries, decode_exemplars,
+    decode_float_histogram_samples, decode_histogram_samples, decode_metadata, decode_samples,
+    decode_samples_st, decode_series, is_stale_marker, record_type,
 };
 use prometheus_wal::{Follower, Next, RecordSource, WalError, WalPosition};
 use tokio::runtime::Handle;
@@ -35,7 +35,7 @@ use crate::filter::SeriesFilter;
 use crate::metadata::MetricType;
 use crate::model::PointKind;
 use crate::progress::PointAck;
-use crate::stats::{HistogramDrop, ReaderStats, SampleSkip};
+use crate::stats::{ExemplarDrop, HistogramDrop, ReaderStats, SampleSkip};
 
 /// How many samples ahead the reader asks the CPU to load series prototypes.
 const PREFETCH_AHEAD: usize = 8;
@@ -51,6 +51,7 @@ pub struct Reader<S> {
     starts_buf: Vec<i64>,
     samples_st_buf: Vec<RefSampleSt>,
     metadata_buf: Vec<RefMetadata>,
+    exemplars_buf: Vec<RefExemplar>,
     histograms_buf: Vec<RefHistogramSample>,
     float_histograms_buf: Vec<RefFloatHistogramSample>,
     /// Conversion and queueing of points.
@@ -98,6 +99,7 @@ impl<S: SeriesSources> Reader<S> {
             starts_buf: Vec::new(),
             samples_st_buf: Vec::new(),
             metadata_buf: Vec::new(),
+            exemplars_buf: Vec::new(),
             histograms_buf: Vec::new(),
             float_histograms_buf: Vec::new(),
             out: Output {
@@ -107,6 +109,8 @@ impl<S: SeriesSources> Reader<S> {
                 delivery: Bookkeeping::new(progress),
                 runs: RunCollector::default(),
                 run_index: 0,
+                held: Vec::new(),
+                deferred: Vec::new(),
             },
             aggregates: None,
             stop: None,
@@ -153,11 +157,25 @@ impl<S: SeriesSources> Reader<S> {
             let record = match follower.next_record_before(gc.next_check())? {
                 Next::Record(record) => record,
                 Next::Idle => {
+                    // A quiet WAL: the last commit's exemplars, if any, were read.
+                    if self.out.release().is_err() {
+                        return Ok(self.export_closed());
+                    }
                     self.collect_garbage(&mut gc, follower.segment());
                     continue;
                 }
                 Next::End => break,
             };
+            let kind = record_type(record.data);
+            // Series and float samples records begin a commit; the distribution points held for
+            // the previous one's exemplars go now.
+            if matches!(
+                kind,
+                RecordType::Series | RecordType::Samples | RecordType::SamplesV2
+            ) && self.out.release().is_err()
+            {
+                return Ok(self.export_closed());
+            }
             let segment = match record.source {
                 RecordSource::Checkpoint(i) | RecordSource::Segment(i) => i,
             };
@@ -165,7 +183,7 @@ impl<S: SeriesSources> Reader<S> {
             let position = record.position;
             self.out.stats.wal_record_read(position);
             let delivered_before = self.out.delivery.begin_record(record.source, position);
-            match record_type(record.data) {
+            match kind {
                 RecordType::Series => {
                     if let Err(e) = decode_series(record.data, &mut self.series_buf) {
                         self.undecodable(&e, position);
@@ -253,6 +271,16 @@ impl<S: SeriesSources> Reader<S> {
                         return Ok(ReaderExit::ExportClosed);
                     }
                 }
+                RecordType::Exemplars => {
+                    if let Err(e) = decode_exemplars(record.data, &mut self.exemplars_buf) {
+                        self.undecodable(&e, position);
+                        continue;
+                    }
+                    self.on_exemplars();
+                    if self.out.release().is_err() {
+                        return Ok(self.export_closed());
+                    }
+                }
                 RecordType::Metadata => {
                     if let Err(e) = decode_metadata(record.data, &mut self.metadata_buf) {
                         self.undecodable(&e, position);
@@ -263,7 +291,10 @@ impl<S: SeriesSources> Reader<S> {
                 // Other record types are not converted yet; the WAL library decodes them.
                 _ => {}
             }
-            self.out.delivery.record_done(position);
+            self.out.record_done(position);
+        }
+        if self.out.release().is_err() {
+            return Ok(self.export_closed());
         }
         self.snapshot_aggregates();
         Ok(ReaderExit::Stopped)
@@ -283,6 +314,34 @@ impl<S: SeriesSources> Reader<S> {
         self.starts_buf
             .extend(self.samples_st_buf.iter().map(|s| s.st));
         Ok(())
+    }
+
+    /// The export stage shut down first: what is known of the aggregated counters is saved.
+    fn export_closed(&self) -> ReaderExit {
+        self.snapshot_aggregates();
+        ReaderExit::ExportClosed
+    }
+
+    /// Attaches the exemplars in `exemplars_buf` to the held distribution points of their
+    /// series.
+    fn on_exemplars(&mut self) {
+        let stats = &self.out.stats;
+        stats
+            .exemplars_read
+            .fetch_add(self.exemplars_buf.len() as u64, Relaxed);
+        let cache = &mut self.cache;
+        let found = self.exemplars_buf.iter().map(|e| {
+            let series = match cache.get_mut(e.series_ref).map(|entry| &entry.state) {
+                None => Err(ExemplarDrop::UnknownSeries),
+                Some(SeriesState::Resolved { series, .. }) => match series.conversion {
+                    Conversion::Histogram(_) | Conversion::Native => Ok(series.prototype.hash),
+                    Conversion::Gauge | Conversion::Cumulative => Err(ExemplarDrop::NotAHistogram),
+                },
+                Some(_) => Err(ExemplarDrop::SeriesNotExported),
+            };
+            (series, e)
+        });
+        self.out.attach_exemplars(found);
     }
 
     /// Hands the metric types of the metadata record in `metadata_buf` to the resolver.

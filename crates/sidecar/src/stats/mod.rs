@@ -19,8 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use drops::{ExportDrop, ExportDrops};
 pub use export::{ExportStats, GRPC_CODES, SEND_DURATION_BUCKETS};
 pub use reader::{
-    DROPPED_EXAMPLES, DropReason, HistogramDrop, MAX_DROPPED_METRIC_NAMES, OTHER_METRICS,
-    ReaderStats, SampleSkip,
+    DROPPED_EXAMPLES, DropReason, ExemplarDrop, HistogramDrop, MAX_DROPPED_METRIC_NAMES,
+    OTHER_METRICS, ReaderStats, SampleSkip,
 };
 
 /// How far the reader is behind, as the lag monitor last measured it.

@@ -120,6 +120,48 @@ impl HistogramDrop {
     }
 }
 
+/// Why an exemplar read from the WAL was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExemplarDrop {
+    /// Its series ref was never seen in a series record.
+    UnknownSeries,
+    /// Its series is not exported (filtered, dropped, or not resolved yet).
+    SeriesNotExported,
+    /// Its series is not a histogram's: only distribution points hold exemplars.
+    NotAHistogram,
+    /// No point of its series covers its time (the sample was a baseline, delivered before,
+    /// or not sent).
+    NoPoint,
+    /// Its point already has a newer exemplar in the same bucket, or one of the same value.
+    BucketTaken,
+    /// Its value is not a finite number.
+    InvalidValue,
+}
+
+impl ExemplarDrop {
+    /// All reasons, in display order.
+    pub const ALL: [ExemplarDrop; 6] = [
+        ExemplarDrop::UnknownSeries,
+        ExemplarDrop::SeriesNotExported,
+        ExemplarDrop::NotAHistogram,
+        ExemplarDrop::NoPoint,
+        ExemplarDrop::BucketTaken,
+        ExemplarDrop::InvalidValue,
+    ];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExemplarDrop::UnknownSeries => "unknown_series",
+            ExemplarDrop::SeriesNotExported => "series_not_exported",
+            ExemplarDrop::NotAHistogram => "not_a_histogram",
+            ExemplarDrop::NoPoint => "no_point",
+            ExemplarDrop::BucketTaken => "bucket_taken",
+            ExemplarDrop::InvalidValue => "invalid_value",
+        }
+    }
+}
+
 /// Why a sample read from the WAL was not queued (other than its series being dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SampleSkip {
@@ -170,6 +212,12 @@ pub struct ReaderStats {
     pub native_histograms_read: AtomicU64,
     /// Native histogram points queued for sending.
     pub native_histogram_points: AtomicU64,
+    /// Exemplars found in WAL exemplar records.
+    pub exemplars_read: AtomicU64,
+    /// Exemplars attached to a queued distribution point.
+    pub exemplars_attached: AtomicU64,
+    /// Exemplars not sent, by reason.
+    exemplars_dropped: [AtomicU64; ExemplarDrop::ALL.len()],
     /// Entries of WAL metadata records read (Prometheus' `metadata-wal-records` feature).
     pub wal_metadata_read: AtomicU64,
     /// Samples not queued, by reason.
@@ -257,6 +305,16 @@ impl ReaderStats {
     /// Histogram points not sent for `reason` so far.
     pub fn histograms_dropped_count(&self, reason: HistogramDrop) -> u64 {
         self.histograms_dropped[reason as usize].load(Relaxed)
+    }
+
+    /// Counts an exemplar that was not sent.
+    pub fn exemplar_dropped(&self, reason: ExemplarDrop) {
+        self.exemplars_dropped[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Exemplars not sent for `reason` so far.
+    pub fn exemplars_dropped_count(&self, reason: ExemplarDrop) -> u64 {
+        self.exemplars_dropped[reason as usize].load(Relaxed)
     }
 
     /// The reader took a WAL record ending at `position`.

@@ -15,7 +15,7 @@ use super::WebState;
 use crate::config::{Config, LogFormat, LogLevel, static_label};
 use crate::observe::process;
 use crate::observe::{exposition, health};
-use crate::stats::DropReason;
+use crate::stats::{DropReason, ExemplarDrop};
 
 /// Name in the title, as the original's `Status for <binary>`.
 const PROGRAM: &str = "stackdriver-prometheus-sidecar";
@@ -435,6 +435,20 @@ pub fn render(page: &StatusPage, state: &WebState, now: SystemTime) -> String {
             "{} read, {} queued as points",
             stats.reader.native_histograms_read.load(Relaxed),
             stats.reader.native_histogram_points.load(Relaxed)
+        ),
+    );
+    let exemplars_dropped: u64 = ExemplarDrop::ALL
+        .iter()
+        .map(|r| stats.reader.exemplars_dropped_count(*r))
+        .sum();
+    row(
+        &mut out,
+        "Exemplars",
+        &format!(
+            "{} read, {} attached to points, {} not sent",
+            stats.reader.exemplars_read.load(Relaxed),
+            stats.reader.exemplars_attached.load(Relaxed),
+            exemplars_dropped
         ),
     );
     row(

@@ -24,11 +24,15 @@ pub struct RequestBuilder {
     /// Size of the largest request taken so far: room reserved at once for the next one, so
     /// that a request is not built by repeated growing and copying.
     largest: usize,
+    /// `projects/<id>` of the request being built.
+    project_name: String,
 }
 
 impl RequestBuilder {
     /// Starts a request for `projects/<project_id>`, discarding what the buffer held.
     pub fn start(&mut self, project_name: &str) {
+        self.project_name.clear();
+        self.project_name.push_str(project_name);
         self.buf.clear();
         self.buf.reserve(self.largest);
         self.series = 0;
@@ -45,7 +49,7 @@ impl RequestBuilder {
         let point: &[u8] = match &scalar {
             Some(bytes) => bytes.as_slice(),
             None => {
-                boxed = point.into_proto().encode_to_vec();
+                boxed = point.into_proto(&self.project_name).encode_to_vec();
                 &boxed
             }
         };
@@ -243,6 +247,7 @@ mod tests {
                     sum_of_squared_deviation: 0.25,
                     buckets: crate::model::Buckets::Explicit(vec![0.1, 1.0]),
                     bucket_counts: vec![1, 2, 0],
+                    exemplars: Vec::new(),
                 })),
             },
         );

@@ -129,7 +129,7 @@ mod tests {
     use prost::Message;
 
     fn prost_bytes(point: &Point) -> Vec<u8> {
-        point.clone().into_proto().encode_to_vec()
+        point.clone().into_proto("projects/p").encode_to_vec()
     }
 
     #[test]
@@ -182,6 +182,7 @@ mod tests {
                 sum_of_squared_deviation: 0.0,
                 buckets: crate::model::Buckets::Explicit(vec![1.0]),
                 bucket_counts: vec![],
+                exemplars: Vec::new(),
             })),
         };
         assert!(scalar_point(&point).is_none());
