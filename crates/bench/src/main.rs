@@ -12,6 +12,7 @@
 mod generate;
 mod live;
 mod replay;
+mod shift;
 mod sink;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use prometheus_wal::record::encode::encode_samples;
 use prometheus_wal::writer::SegmentWriter;
 use prometheus_wal::{
     Codec, Follower, RecordSource, RecordType, decode_samples, decode_series, record_type,
@@ -152,14 +152,15 @@ fn copy_wal(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Copies the WAL re-encoded with every sample `shift_ms` later, so that a recorded input stays
-/// inside the API's 25-hour window (which the sidecar enforces) whenever the benchmark runs.
-/// Each segment becomes a segment of the same name; other records are copied as they are.
+/// Copies the WAL re-encoded with every timed record `shift_ms` later ([`shift`]), so that a
+/// recorded input stays inside the API's 25-hour window (which the sidecar enforces) whenever the
+/// benchmark runs. Each segment becomes a segment of the same name; records without times are
+/// copied as they are.
 fn copy_wal_shifted(from: &Path, to: &Path, shift_ms: i64) -> anyhow::Result<()> {
     std::fs::create_dir_all(to)?;
     let mut follower = Follower::open_to_end(from)?;
     let mut writer: Option<(u64, SegmentWriter<std::fs::File>)> = None;
-    let (mut samples, mut buf) = (Vec::new(), Vec::new());
+    let mut buf = Vec::new();
     while let Some(record) = follower.next_record()? {
         let RecordSource::Segment(index) = record.source else {
             bail!("inputs with a checkpoint cannot be shifted in time; use a fresh input");
@@ -171,13 +172,7 @@ fn copy_wal_shifted(from: &Path, to: &Path, shift_ms: i64) -> anyhow::Result<()>
             let file = std::fs::File::create(to.join(format!("{index:08}")))?;
             writer = Some((index, SegmentWriter::new(file, Codec::Snappy)));
         }
-        let data: &[u8] = if record_type(record.data) == RecordType::Samples {
-            decode_samples(record.data, &mut samples)?;
-            for s in &mut samples {
-                s.t += shift_ms;
-            }
-            buf.clear();
-            encode_samples(&samples, &mut buf);
+        let data: &[u8] = if shift::shift_record(record.data, shift_ms, &mut buf)? {
             &buf
         } else {
             record.data
