@@ -19,13 +19,14 @@ use gcm_api::api::distribution::bucket_options::Options;
 use gcm_api::api::metric_descriptor::{MetricKind, ValueType as ProtoValueType};
 use gcm_api::monitoring::{DroppedLabels, SpanContext, TimeSeries, typed_value};
 use prometheus_wal::record::encode::{
-    encode_exemplars, encode_float_histogram_samples, encode_histogram_samples, encode_series,
+    encode_exemplars, encode_float_histogram_samples, encode_histogram_samples, encode_samples,
+    encode_series,
 };
 use prometheus_wal::record::{
     CounterResetHint, RecordType, RefExemplar, RefFloatHistogramSample, RefHistogramSample, Span,
 };
 use prometheus_wal::writer::SegmentWriter;
-use prometheus_wal::{Codec, Follower, STALE_NAN_BITS};
+use prometheus_wal::{Codec, Follower, RefSample, STALE_NAN_BITS};
 use prost::Message;
 use stackdriver_prometheus_sidecar::metadata::MetricType;
 use stackdriver_prometheus_sidecar::progress::Resume;
@@ -107,6 +108,7 @@ async fn native_histograms_arrive_bucket_for_bucket() {
             series(1, "rpc_latency_seconds", &[]),
             series(2, "queue_depth", &[]),
             series(3, "broken_seconds", &[]),
+            series(4, "up", &[]),
         ],
         &mut buf,
     );
@@ -124,6 +126,45 @@ async fn native_histograms_arrive_bucket_for_bucket() {
         if k == 6 {
             counter = Observed::new(2, 0.001);
             life.clear();
+        }
+        // Each commit begins with the scrape's float samples (`up`).
+        buf.clear();
+        encode_samples(
+            &[RefSample {
+                series_ref: 4,
+                t: t(k),
+                v: 1.0,
+            }],
+            &mut buf,
+        );
+        w.log(&buf).unwrap();
+        let exemplars = (k < 8).then(|| {
+            let exemplar = |series_ref, t, v| RefExemplar {
+                series_ref,
+                t,
+                v,
+                labels: common::tables::labels(&[
+                    ("span_id", SPAN),
+                    ("trace_id", TRACE),
+                    ("user", "ann"),
+                ]),
+            };
+            let mut buf = Vec::new();
+            encode_exemplars(
+                &[
+                    exemplar(1, t(k) - 500, *observations(k).last().unwrap()),
+                    exemplar(2, t(k) - 100, gauge_values(k)[0]),
+                    exemplar(3, t(k), 1.0),
+                    exemplar(99, t(k), 1.0),
+                ],
+                &mut buf,
+            );
+            buf
+        });
+        if let Some(exemplars) = &exemplars {
+            if k % 2 == 1 {
+                w.log(exemplars).unwrap();
+            }
         }
         let h = if k < 8 {
             for v in observations(k) {
@@ -181,29 +222,12 @@ async fn native_histograms_arrive_bucket_for_bucket() {
         );
         w.log(&buf).unwrap();
 
-        // The commit's exemplars come last, as Prometheus writes them.
-        if k < 8 {
-            let exemplar = |series_ref, t, v| RefExemplar {
-                series_ref,
-                t,
-                v,
-                labels: common::tables::labels(&[
-                    ("span_id", SPAN),
-                    ("trace_id", TRACE),
-                    ("user", "ann"),
-                ]),
-            };
-            buf.clear();
-            encode_exemplars(
-                &[
-                    exemplar(1, t(k) - 500, *observations(k).last().unwrap()),
-                    exemplar(2, t(k) - 100, gauge_values(k)[0]),
-                    exemplar(3, t(k), 1.0),
-                    exemplar(99, t(k), 1.0),
-                ],
-                &mut buf,
-            );
-            w.log(&buf).unwrap();
+        // The commit's exemplars: after its histograms, as Prometheus writes them since 2.5x,
+        // or before them (odd scrapes), as 2.42 does.
+        if let Some(exemplars) = &exemplars {
+            if k % 2 == 0 {
+                w.log(exemplars).unwrap();
+            }
         }
     }
     w.close().unwrap();
@@ -338,6 +362,7 @@ async fn run(dir: &std::path::Path) -> (Vec<TimeSeries>, Arc<Stats>, u64) {
             ("rpc_latency_seconds", MetricType::Histogram),
             ("broken_seconds", MetricType::Histogram),
             ("queue_depth", MetricType::GaugeHistogram),
+            ("up", MetricType::Gauge),
         ]),
     };
     let resolver = Resolver::new(sources, PREFIX.trim_end_matches('/').into(), false);

@@ -41,6 +41,9 @@ pub(super) struct Output {
     pub(super) held: Vec<(QueuedPoint, bool)>,
     /// Records that ended while points were held: announced once those are queued.
     pub(super) deferred: Vec<WalPosition>,
+    /// Exemplars read before their point (Prometheus up to 2.4x writes a commit's exemplars
+    /// before its histograms), by output series, until the commit ends.
+    pub(super) waiting: AHashMap<u64, Vec<RefExemplar>>,
 }
 
 /// Most distribution points held for exemplars; more are released without waiting.
@@ -75,7 +78,8 @@ impl Output {
     }
 
     /// Attaches a record's exemplars to the held points: each `(series, exemplar)` names the
-    /// output series hash of the exemplar's series, or why it has none.
+    /// output series hash of the exemplar's series, or why it has none. An exemplar no held
+    /// point covers waits for its point until the commit ends ([`Output::commit_ends`]).
     pub(super) fn attach_exemplars<'a>(
         &mut self,
         exemplars: impl Iterator<Item = (Result<u64, ExemplarDrop>, &'a RefExemplar)>,
@@ -85,25 +89,78 @@ impl Output {
             by_series.entry(item.series.hash).or_default().push(i);
         }
         for (series, e) in exemplars {
-            let outcome = series.and_then(|hash| {
-                let points = by_series.get(&hash).ok_or(ExemplarDrop::NoPoint)?;
-                // The earliest held point of the series that covers the exemplar's time.
-                let at = points
+            let hash = match series {
+                Ok(hash) => hash,
+                Err(reason) => {
+                    self.stats.exemplar_dropped(reason);
+                    continue;
+                }
+            };
+            // The earliest held point of the series that covers the exemplar's time.
+            let at = by_series.get(&hash).and_then(|points| {
+                points
                     .iter()
                     .copied()
                     .filter(|i| exemplars::covers(&self.held[*i].0.point, e.t))
                     .min_by_key(|i| self.held[*i].0.point.end_ms)
-                    .ok_or(ExemplarDrop::NoPoint)?;
-                exemplars::attach(&mut self.held[at].0.point, e.v, e.t, &e.labels)
             });
-            match outcome {
-                Ok(()) => {
-                    self.stats.exemplars_attached.fetch_add(1, Relaxed);
+            match at {
+                Some(at) => {
+                    let outcome =
+                        exemplars::attach(&mut self.held[at].0.point, e.v, e.t, &e.labels);
+                    self.count_exemplar(outcome);
                 }
-                Err(reason) => self.stats.exemplar_dropped(reason),
+                None => self.waiting.entry(hash).or_default().push(e.clone()),
             }
         }
     }
+
+    /// Attaches the waiting exemplars of `point`'s series that it covers.
+    fn attach_waiting(&mut self, hash: u64, point: &mut Point) {
+        let Some(waiting) = self.waiting.get_mut(&hash) else {
+            return;
+        };
+        let mut outcomes = Vec::new();
+        waiting.retain(|e| {
+            if !exemplars::covers(point, e.t) {
+                return true;
+            }
+            outcomes.push(exemplars::attach(point, e.v, e.t, &e.labels));
+            false
+        });
+        if waiting.is_empty() {
+            self.waiting.remove(&hash);
+        }
+        for outcome in outcomes {
+            self.count_exemplar(outcome);
+        }
+    }
+
+    fn count_exemplar(&self, outcome: Result<(), ExemplarDrop>) {
+        match outcome {
+            Ok(()) => {
+                self.stats.exemplars_attached.fetch_add(1, Relaxed);
+            }
+            Err(reason) => self.stats.exemplar_dropped(reason),
+        }
+    }
+
+    /// A commit ended (the next one begins, or the WAL is quiet): its held points are queued,
+    /// and exemplars still waiting have no point.
+    pub(super) fn commit_ends(&mut self) -> Result<(), ExportClosed> {
+        let left: usize = self.waiting.values().map(Vec::len).sum();
+        for _ in 0..left {
+            self.stats.exemplar_dropped(ExemplarDrop::NoPoint);
+        }
+        self.waiting.clear();
+        self.release()
+    }
+
+    /// Whether points or exemplars wait for the end of a commit.
+    pub(super) fn holding(&self) -> bool {
+        !self.held.is_empty() || !self.waiting.is_empty()
+    }
+
     /// Whether a sample at `t` of `entry` (series `series_ref`) goes on to conversion: its
     /// series is selected and a previous run did not deliver it. A series due for resolution is
     /// resolved first (`now` is then renewed). A sample that does not go on is counted.
@@ -234,6 +291,8 @@ impl Output {
                     }),
                 };
                 // Held until the commit's exemplars are read.
+                let mut item = item;
+                self.attach_waiting(hash, &mut item.point);
                 self.held.push((item, tracked));
                 if self.held.len() >= MAX_HELD {
                     self.release()?;

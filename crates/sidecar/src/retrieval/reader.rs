@@ -111,6 +111,7 @@ impl<S: SeriesSources> Reader<S> {
                 run_index: 0,
                 held: Vec::new(),
                 deferred: Vec::new(),
+                waiting: Default::default(),
             },
             aggregates: None,
             stop: None,
@@ -154,11 +155,17 @@ impl<S: SeriesSources> Reader<S> {
         loop {
             // A collection that is due runs while the WAL is quiet, and before the next
             // record's samples are resolved.
-            let record = match follower.next_record_before(gc.next_check())? {
+            // While points or exemplars wait for the end of a commit, a WAL with nothing more
+            // to read now ends it.
+            let deadline = if self.out.holding() {
+                gc.next_check().min(Instant::now())
+            } else {
+                gc.next_check()
+            };
+            let record = match follower.next_record_before(deadline)? {
                 Next::Record(record) => record,
                 Next::Idle => {
-                    // A quiet WAL: the last commit's exemplars, if any, were read.
-                    if self.out.release().is_err() {
+                    if self.out.commit_ends().is_err() {
                         return Ok(self.export_closed());
                     }
                     self.collect_garbage(&mut gc, follower.segment());
@@ -167,12 +174,13 @@ impl<S: SeriesSources> Reader<S> {
                 Next::End => break,
             };
             let kind = record_type(record.data);
-            // Series and float samples records begin a commit; the distribution points held for
-            // the previous one's exemplars go now.
+            // Series and float samples records begin a commit: the distribution points held for
+            // the previous one's exemplars go now. (Exemplars come before a commit's histograms
+            // up to Prometheus 2.4x, after them since.)
             if matches!(
                 kind,
                 RecordType::Series | RecordType::Samples | RecordType::SamplesV2
-            ) && self.out.release().is_err()
+            ) && self.out.commit_ends().is_err()
             {
                 return Ok(self.export_closed());
             }
@@ -293,7 +301,7 @@ impl<S: SeriesSources> Reader<S> {
             }
             self.out.record_done(position);
         }
-        if self.out.release().is_err() {
+        if self.out.commit_ends().is_err() {
             return Ok(self.export_closed());
         }
         self.snapshot_aggregates();
