@@ -161,10 +161,10 @@ async fn native_histograms_arrive_bucket_for_bucket() {
             );
             buf
         });
-        if let Some(exemplars) = &exemplars {
-            if k % 2 == 1 {
-                w.log(exemplars).unwrap();
-            }
+        if let Some(exemplars) = &exemplars
+            && k % 2 == 1
+        {
+            w.log(exemplars).unwrap();
         }
         let h = if k < 8 {
             for v in observations(k) {
@@ -224,10 +224,10 @@ async fn native_histograms_arrive_bucket_for_bucket() {
 
         // The commit's exemplars: after its histograms, as Prometheus writes them since 2.5x,
         // or before them (odd scrapes), as 2.42 does.
-        if let Some(exemplars) = &exemplars {
-            if k % 2 == 0 {
-                w.log(exemplars).unwrap();
-            }
+        if let Some(exemplars) = &exemplars
+            && k % 2 == 0
+        {
+            w.log(exemplars).unwrap();
         }
     }
     w.close().unwrap();
