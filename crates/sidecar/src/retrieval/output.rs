@@ -179,6 +179,22 @@ impl Output {
             self.stats.skipped(SampleSkip::Filtered, 1);
             return false;
         }
+        self.resolve_if_due(entry, series_ref, now, (resolver, runtime, stop));
+        if self.delivery.sample_delivered(entry, t) {
+            self.stats.skipped(SampleSkip::AlreadyDelivered, 1);
+            return false;
+        }
+        true
+    }
+
+    /// Resolves `entry` (series `series_ref`) if an attempt is due (`now` is then renewed).
+    pub(super) fn resolve_if_due<S: SeriesSources>(
+        &mut self,
+        entry: &mut SeriesEntry,
+        series_ref: u64,
+        now: &mut Instant,
+        (resolver, runtime, stop): (&Resolver<S>, &Handle, Option<&AtomicBool>),
+    ) {
         if entry.needs_resolution(*now) {
             resolve_entry(resolver, runtime, &self.stats, entry, stop);
             if matches!(entry.state, SeriesState::Resolved { .. }) {
@@ -186,11 +202,6 @@ impl Output {
             }
             *now = Instant::now();
         }
-        if self.delivery.sample_delivered(entry, t) {
-            self.stats.skipped(SampleSkip::AlreadyDelivered, 1);
-            return false;
-        }
-        true
     }
 
     /// Adds a histogram part (sample `index` of the record at `position`, start time `st`) to

@@ -37,6 +37,9 @@ use crate::model::PointKind;
 use crate::progress::PointAck;
 use crate::stats::{ExemplarDrop, HistogramDrop, ReaderStats, SampleSkip};
 
+/// How long the WAL must be quiet for the records read to be taken as a whole commit.
+const COMMIT_QUIET: Duration = Duration::from_millis(200);
+
 /// How many samples ahead the reader asks the CPU to load series prototypes.
 const PREFETCH_AHEAD: usize = 8;
 
@@ -155,10 +158,10 @@ impl<S: SeriesSources> Reader<S> {
         loop {
             // A collection that is due runs while the WAL is quiet, and before the next
             // record's samples are resolved.
-            // While points or exemplars wait for the end of a commit, a WAL with nothing more
-            // to read now ends it.
+            // While points or exemplars wait for the end of a commit, a WAL quiet for a moment
+            // ends it (Prometheus writes a commit's records in one burst, but not at once).
             let deadline = if self.out.holding() {
-                gc.next_check().min(Instant::now())
+                gc.next_check().min(Instant::now() + COMMIT_QUIET)
             } else {
                 gc.next_check()
             };
@@ -337,6 +340,17 @@ impl<S: SeriesSources> Reader<S> {
         stats
             .exemplars_read
             .fetch_add(self.exemplars_buf.len() as u64, Relaxed);
+        // A new series' exemplars can come before its first sample (Prometheus 2.42 writes a
+        // commit's exemplars before its histograms): it is resolved now, as its sample would
+        // have it.
+        let mut now = Instant::now();
+        let resolving = (&self.resolver, &self.runtime, self.stop.as_deref());
+        for e in &self.exemplars_buf {
+            if let Some(entry) = self.cache.get_mut(e.series_ref) {
+                self.out
+                    .resolve_if_due(entry, e.series_ref, &mut now, resolving);
+            }
+        }
         let cache = &mut self.cache;
         let found = self.exemplars_buf.iter().map(|e| {
             let series = match cache.get_mut(e.series_ref).map(|entry| &entry.state) {

@@ -5,6 +5,7 @@
 
 pub mod fake_prometheus;
 pub mod native;
+pub mod native_exporter;
 pub mod tables;
 pub mod tls;
 
