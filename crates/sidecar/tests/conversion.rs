@@ -8,12 +8,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use gcm_api::api::distribution::bucket_options::Options;
 use gcm_api::api::metric_descriptor::{MetricKind, ValueType as ProtoValueType};
 use gcm_api::monitoring::{TimeSeries, typed_value};
-use prometheus_wal::record::encode::{encode_samples, encode_series};
+use prometheus_wal::record::RefExemplar;
+use prometheus_wal::record::encode::{encode_exemplars, encode_samples, encode_series};
 use prometheus_wal::writer::SegmentWriter;
 use prometheus_wal::{Codec, Follower, RefSample, RefSeries};
 use stackdriver_prometheus_sidecar::filter::{Selector, SeriesFilter};
@@ -23,7 +25,7 @@ use stackdriver_prometheus_sidecar::retrieval::aggregator::{
     AggregatedCounterConfig, CounterAggregator,
 };
 use stackdriver_prometheus_sidecar::retrieval::{Reader, ReaderExit, ReaderProgress, Resolver};
-use stackdriver_prometheus_sidecar::stats::{DropReason, HistogramDrop, Stats};
+use stackdriver_prometheus_sidecar::stats::{DropReason, ExemplarDrop, HistogramDrop, Stats};
 
 use common::tables::{TableSources, series};
 
@@ -38,6 +40,17 @@ fn write_wal(dir: &std::path::Path, series: &[RefSeries], batches: &[Vec<RefSamp
     for batch in batches {
         buf.clear();
         encode_samples(batch, &mut buf);
+        w.log(&buf).unwrap();
+        // The scrape's exemplars: one of the histogram's `le="1"` bucket, one of the counter.
+        let t = batch[0].t;
+        let exemplar = |series_ref, v| RefExemplar {
+            series_ref,
+            t,
+            v,
+            labels: common::tables::labels(&[("trace_id", "not-an-id")]),
+        };
+        buf.clear();
+        encode_exemplars(&[exemplar(2, 0.5), exemplar(20, 1.0)], &mut buf);
         w.log(&buf).unwrap();
     }
     w.close().unwrap();
@@ -201,6 +214,36 @@ async fn histograms_renames_filters_and_aggregates_pass_the_emulator() {
         assert_eq!(d.bucket_counts, [m, m, m], "point {k}");
         assert_eq!(d.mean, 0.5, "point {k}");
     }
+
+    // Each point after the baseline has its scrape's exemplar; the trace ID is not one, so it
+    // stays a label. The baseline scrape's and the counter's are counted.
+    for point in &h.points {
+        let Some(typed_value::Value::DistributionValue(d)) =
+            point.value.as_ref().and_then(|v| v.value.as_ref())
+        else {
+            panic!("not a distribution: {point:?}");
+        };
+        assert_eq!(d.exemplars.len(), 1, "{d:?}");
+        let e = &d.exemplars[0];
+        assert_eq!(e.value, 0.5);
+        assert_eq!(
+            millis(e.timestamp.as_ref().unwrap()),
+            millis(&point.interval.unwrap().end_time.unwrap())
+        );
+        assert_eq!(e.attachments.len(), 1);
+        assert!(e.attachments[0].type_url.ends_with("DroppedLabels"));
+    }
+    assert_eq!(stats.reader.exemplars_attached.load(Relaxed), 7);
+    assert_eq!(
+        stats.reader.exemplars_dropped_count(ExemplarDrop::NoPoint),
+        1
+    );
+    assert_eq!(
+        stats
+            .reader
+            .exemplars_dropped_count(ExemplarDrop::NotAHistogram),
+        8
+    );
 
     // Only a +Inf bucket: Cloud Monitoring would refuse it (and the whole request with it).
     assert!(by_type(&format!("{PREFIX}odd_seconds")).is_empty());

@@ -472,7 +472,7 @@ async fn check_exemplars(prom: &str, all: &[TimeSeries]) -> usize {
                 continue;
             };
             let interval = point.interval.unwrap();
-            if interval.start_time.is_some_and(|s| millis(&s) > t) {
+            if interval.start_time.is_some_and(|s| millis(&s) >= t) {
                 continue;
             }
             let d = distribution(point);

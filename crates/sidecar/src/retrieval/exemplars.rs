@@ -73,9 +73,9 @@ fn bucket_of(buckets: &Buckets, v: f64) -> usize {
 }
 
 /// Whether the point `p` covers time `t`: `t` is not after its end and, for a cumulative point,
-/// not before its start.
+/// after its start (the start is the baseline's time, whose observations are not in the point).
 pub fn covers(p: &Point, t: i64) -> bool {
-    t <= p.end_ms && p.start_ms.is_none_or(|start| start <= t)
+    t <= p.end_ms && p.start_ms.is_none_or(|start| start < t)
 }
 
 /// Puts `e` on distribution `d`: one exemplar per bucket (the newer wins), values increasing and
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn a_point_covers_its_interval() {
         let p = distribution(&[1.0]);
-        assert!(covers(&p, 0) && covers(&p, 10_000));
-        assert!(!covers(&p, 10_001) && !covers(&p, -1));
+        assert!(covers(&p, 1) && covers(&p, 10_000));
+        assert!(!covers(&p, 10_001) && !covers(&p, 0));
     }
 }
