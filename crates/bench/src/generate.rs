@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail, ensure};
-use prometheus_wal::record::encode::{encode_samples, encode_series};
+use prometheus_wal::record::encode::{encode_histogram_samples, encode_samples, encode_series};
+use prometheus_wal::record::{Histogram, RecordType, RefHistogramSample, Span};
 use prometheus_wal::segment::{FRAGMENT_HEADER_SIZE, PAGE_SIZE};
 use prometheus_wal::writer::SegmentWriter;
 use prometheus_wal::{Codec, Label, RefSample, RefSeries};
@@ -46,6 +47,13 @@ pub struct GenerateArgs {
     /// Time between two scrapes of a target.
     #[arg(long, default_value = "15s")]
     scrape_interval: humantime::Duration,
+    /// Native histograms (schema 3, 20 populated buckets, in integer histogram records) instead
+    /// of the classic ones.
+    #[arg(long)]
+    native_histograms: bool,
+    /// One histogram per this many label blocks (of 6 other series each).
+    #[arg(long, default_value_t = HISTOGRAM_EVERY)]
+    histogram_every: u64,
 }
 
 /// The scrape report series Prometheus adds to every target, in its order.
@@ -91,6 +99,8 @@ pub(crate) enum Kind {
     Count {
         first: u64,
     },
+    /// A native histogram (one series; its samples are in histogram records).
+    Native,
 }
 
 /// A metric family's metadata as a target reports it.
@@ -126,10 +136,16 @@ impl TargetPlan {
     /// Target `t` with `series` series (at least the 5 report series), refs from `first`.
     ///
     /// After the report series come label blocks `k = 0, 1, …`, each 3 gauges and 3 counters
-    /// with `k` in a label value, and every [`HISTOGRAM_EVERY`]th block a histogram; blocks
-    /// `64 g … 64 g + 63` use families prefixed `svc<g>_`, so a large target also has many
+    /// with `k` in a label value, and every `every`th block a histogram (native when `native`);
+    /// blocks `64 g … 64 g + 63` use families prefixed `svc<g>_`, so a large target also has many
     /// families (and many metadata entries), as real exporters do.
-    pub(crate) fn new(t: u64, series: u64, first: u64, offset_ms: i64) -> TargetPlan {
+    pub(crate) fn new(
+        t: u64,
+        series: u64,
+        first: u64,
+        offset_ms: i64,
+        (native, every): (bool, u64),
+    ) -> TargetPlan {
         let mut plan = TargetPlan {
             job: JOBS[(t % JOBS.len() as u64) as usize],
             instance: format!("10.{}.{}.{}:9100", (t >> 16) & 255, (t >> 8) & 255, t & 255),
@@ -163,7 +179,15 @@ impl TargetPlan {
                 metric_type: "counter",
                 help: "A synthetic counter.",
             };
-            if k.is_multiple_of(HISTOGRAM_EVERY) && left(&plan) >= HISTOGRAM_SERIES {
+            if native && k.is_multiple_of(every) {
+                let name = family("http_request_duration_seconds");
+                let hist = Family {
+                    metric_type: "histogram",
+                    help: "A synthetic request latency native histogram.",
+                };
+                let labels = vec![label("handler", handler.clone()), label("method", "GET")];
+                plan.push(&name, labels, Kind::Native, Some((name.as_str(), hist)));
+            } else if k.is_multiple_of(every) && left(&plan) >= HISTOGRAM_SERIES {
                 let name = family("http_request_duration_seconds");
                 let hist = Family {
                     metric_type: "histogram",
@@ -344,6 +368,8 @@ pub(crate) fn value(r: u64, kind: Kind, scrape: u64, scraped: u64) -> f64 {
             let total: u64 = bucket_weights(first).iter().sum();
             (histogram_scale(first, scrape) * total) as f64
         }
+        // Not a float series: see [`native_value`].
+        Kind::Native => 0.0,
         Kind::Sum { first } => {
             let w = bucket_weights(first);
             let per_scrape: f64 = w
@@ -353,6 +379,44 @@ pub(crate) fn value(r: u64, kind: Kind, scrape: u64, scraped: u64) -> f64 {
                 .sum();
             per_scrape * histogram_scale(first, scrape) as f64
         }
+    }
+}
+
+/// Populated buckets of a generated native histogram.
+const NATIVE_BUCKETS: u32 = 20;
+
+/// The native histogram of series `r` at scrape `scrape`: schema 3, 20 consecutive populated
+/// buckets from an offset of its own, counts growing with the scrapes, as a client library's
+/// integer histogram (spans and deltas).
+pub(crate) fn native_value(r: u64, scrape: u64) -> Histogram {
+    let h = mix(r);
+    let scale = histogram_scale(r, scrape);
+    let counts: Vec<i64> = (0..NATIVE_BUCKETS as u64)
+        .map(|j| (scale * (1 + ((h >> (2 * j)) & 3))) as i64)
+        .collect();
+    let mut previous = 0;
+    let positive_deltas = counts
+        .iter()
+        .map(|c| {
+            let d = c - previous;
+            previous = *c;
+            d
+        })
+        .collect();
+    let zero_count = scale;
+    let count = counts.iter().sum::<i64>() as u64 + zero_count;
+    Histogram {
+        schema: 3,
+        zero_threshold: 2f64.powi(-128),
+        zero_count,
+        count,
+        sum: count as f64 * 0.042,
+        positive_spans: vec![Span {
+            offset: -40 + (h % 16) as i32,
+            length: NATIVE_BUCKETS,
+        }],
+        positive_deltas,
+        ..Histogram::default()
     }
 }
 
@@ -458,17 +522,19 @@ fn write_json(path: &Path, value: &Value, pretty: bool) -> anyhow::Result<()> {
 }
 
 /// Target `t` of `targets` sharing `series` series, its refs from `first`, its scrapes offset
-/// into the interval by its rank (so that scrapes are spread evenly, as Prometheus spreads them).
+/// into the interval by its rank (so that scrapes are spread evenly, as Prometheus spreads them);
+/// `histograms` says whether they are native and how many label blocks have one.
 pub(crate) fn planned_target(
     t: u64,
     series: u64,
     targets: u64,
     interval_ms: i64,
     first: u64,
+    histograms: (bool, u64),
 ) -> TargetPlan {
     let n = series / targets + u64::from(t < series % targets);
     let offset_ms = (t as i64 * interval_ms) / targets as i64;
-    TargetPlan::new(t, n, first, offset_ms)
+    TargetPlan::new(t, n, first, offset_ms, histograms)
 }
 
 /// Logs what Prometheus logs for scrapes: a target's series records at its first scrape, then a
@@ -479,6 +545,7 @@ pub(crate) struct Scraper {
     buf: Vec<u8>,
     refs: Vec<RefSeries>,
     batch: Vec<RefSample>,
+    natives: Vec<RefHistogramSample>,
 }
 
 impl Scraper {
@@ -517,18 +584,32 @@ impl Scraper {
         };
         let scraped = plan.kinds.len() as u64 - REPORT.len() as u64;
         self.batch.clear();
-        self.batch
-            .extend(plan.kinds.iter().enumerate().map(|(i, &kind)| {
-                let series_ref = plan.first + i as u64;
-                RefSample {
+        self.natives.clear();
+        for (i, &kind) in plan.kinds.iter().enumerate() {
+            let series_ref = plan.first + i as u64;
+            if let Kind::Native = kind {
+                self.natives.push(RefHistogramSample {
                     series_ref,
                     t: ts,
-                    v: value(series_ref, kind, scrape, scraped),
-                }
-            }));
+                    st: 0,
+                    h: native_value(series_ref, scrape),
+                });
+                continue;
+            }
+            self.batch.push(RefSample {
+                series_ref,
+                t: ts,
+                v: value(series_ref, kind, scrape, scraped),
+            });
+        }
         encode_samples(&self.batch, &mut self.buf);
         wal.log(&self.buf)?;
-        Ok(self.batch.len() as u64)
+        // A commit's histograms follow its float samples.
+        if !self.natives.is_empty() {
+            encode_histogram_samples(RecordType::HistogramSamples, &self.natives, &mut self.buf);
+            wal.log(&self.buf)?;
+        }
+        Ok((self.batch.len() + self.natives.len()) as u64)
     }
 }
 
@@ -659,7 +740,14 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
             if scrape == 0 {
                 // Built at the target's first scrape, so only one target's label sets are ever
                 // held in memory.
-                let plan = planned_target(t, series, targets, interval_ms, next_ref);
+                let plan = planned_target(
+                    t,
+                    series,
+                    targets,
+                    interval_ms,
+                    next_ref,
+                    (args.native_histograms, args.histogram_every.max(1)),
+                );
                 next_ref += plan.kinds.len() as u64;
                 scraper.log_series(&mut wal, plan)?;
             }
@@ -674,6 +762,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     // What the sidecar must deliver: a point per sample of gauges, none for the first sample of
     // counters and histograms (their baseline), and a histogram's parts make one point.
     let (mut gauges, mut counters, mut histograms, mut parts) = (0u64, 0u64, 0u64, 0u64);
+    let mut natives = 0u64;
     for plan in &plans {
         for kind in &plan.kinds {
             match kind {
@@ -684,10 +773,11 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
                     parts += 1;
                 }
                 Kind::Bucket { .. } | Kind::Sum { .. } => parts += 1,
+                Kind::Native => natives += 1,
             }
         }
     }
-    let expected_points = gauges * samples + (counters + histograms) * (samples - 1);
+    let expected_points = gauges * samples + (counters + histograms + natives) * (samples - 1);
 
     let metadata_entries = write_api_answers(&args.out, &plans, interval, |p| {
         base_ms + (samples as i64 - 1) * interval_ms + p.offset_ms
@@ -718,15 +808,21 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
             "bytes": wal_bytes,
             "series": next_ref - 1,
             "samples": total_samples,
-            "float_samples": total_samples,
+            "float_samples": total_samples - natives * samples,
+            "native_histogram_samples": natives * samples,
             "records": records,
-            "records_by_type": {"series": series_records, "samples": records - series_records},
+            "records_by_type": {
+                "series": series_records,
+                "samples": samples * targets,
+                "histogram_samples": records - series_records - samples * targets,
+            },
             "series_by_kind": {
                 "gauge": gauges,
                 "counter": counters,
                 "histogram_part": parts,
             },
             "histograms": histograms,
+            "native_histograms": natives,
             "metadata_entries": metadata_entries,
             "min_t": min_t,
             "max_t": max_t,
@@ -738,7 +834,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     )?;
     println!(
         "generated {}: {} series ({gauges} gauge, {counters} counter, {histograms} histograms \
-         in {parts} series) on {targets} targets, {total_samples} samples, {} segments, \
+         in {parts} series, {natives} native histograms) on {targets} targets, {total_samples} samples, {} segments, \
          {wal_bytes} WAL bytes, {metadata_entries} metadata entries, {expected_points} points \
          to deliver; {:.1} s",
         args.out.display(),
@@ -756,6 +852,59 @@ mod tests {
     use std::collections::HashMap;
 
     #[test]
+    fn native_histograms_replace_classic_ones_and_grow_every_scrape() {
+        use prometheus_wal::record::decode_histogram_samples;
+        let dir = tempfile::tempdir().unwrap();
+        let args = GenerateArgs {
+            series: 2_000,
+            samples_per_series: 3,
+            targets: 2,
+            out: dir.path().to_path_buf(),
+            scrape_interval: "15s".parse().unwrap(),
+            native_histograms: true,
+            histogram_every: HISTOGRAM_EVERY,
+        };
+        run(&args).unwrap();
+        let mut follower = Follower::open_to_end(dir.path().join("wal")).unwrap();
+        let (mut series, mut natives) = (Vec::new(), Vec::new());
+        let mut names: HashMap<u64, String> = HashMap::new();
+        let mut last: HashMap<u64, u64> = HashMap::new();
+        let mut histogram_samples = 0;
+        while let Some(record) = follower.next_record().unwrap() {
+            match record_type(record.data) {
+                RecordType::Series => {
+                    decode_series(record.data, &mut series).unwrap();
+                    for s in &series {
+                        let name = s.labels.iter().find(|l| l.name == "__name__").unwrap();
+                        assert!(!name.value.ends_with("_bucket"), "{name:?}");
+                        names.insert(s.series_ref, name.value.clone());
+                    }
+                }
+                RecordType::HistogramSamples => {
+                    decode_histogram_samples(record.data, &mut natives).unwrap();
+                    for s in &natives {
+                        assert!(names[&s.series_ref].ends_with("_seconds"));
+                        assert_eq!(s.h.positive_deltas.len(), NATIVE_BUCKETS as usize);
+                        if let Some(count) = last.insert(s.series_ref, s.h.count) {
+                            assert!(s.h.count > count);
+                        }
+                        histogram_samples += 1;
+                    }
+                }
+                RecordType::Samples => {}
+                other => panic!("unexpected record {other:?}"),
+            }
+        }
+        let count: Value =
+            serde_json::from_slice(&fs::read(dir.path().join("walcount.json")).unwrap()).unwrap();
+        let n = count["native_histograms"].as_u64().unwrap();
+        assert!(n > 0);
+        assert_eq!(histogram_samples, n * 3);
+        assert_eq!(count["native_histogram_samples"], n * 3);
+        assert_eq!(count["series_by_kind"]["histogram_part"], 0);
+    }
+
+    #[test]
     fn generated_wal_decodes_to_the_planned_series_and_values() {
         let dir = tempfile::tempdir().unwrap();
         let args = GenerateArgs {
@@ -764,6 +913,8 @@ mod tests {
             targets: 4,
             out: dir.path().to_path_buf(),
             scrape_interval: "15s".parse().unwrap(),
+            native_histograms: false,
+            histogram_every: HISTOGRAM_EVERY,
         };
         run(&args).unwrap();
         let mut follower = Follower::open_to_end(dir.path().join("wal")).unwrap();

@@ -82,7 +82,7 @@ fn write_live(
                 std::thread::sleep((due - now).min(Duration::from_millis(100)));
             }
             if scrape == 0 {
-                let plan = planned_target(t, series, targets, interval_ms, next_ref);
+                let plan = planned_target(t, series, targets, interval_ms, next_ref, (false, 16));
                 next_ref += plan.kinds.len() as u64;
                 scraper.log_series(&mut wal, plan)?;
             }
@@ -174,7 +174,7 @@ pub async fn run(args: LiveArgs) -> anyhow::Result<()> {
     let mut plans = Vec::with_capacity(targets as usize);
     let mut next_ref = 1u64;
     for t in 0..targets {
-        let mut plan = planned_target(t, series, targets, interval_ms, next_ref);
+        let mut plan = planned_target(t, series, targets, interval_ms, next_ref, (false, 16));
         next_ref += plan.kinds.len() as u64;
         plan.labels = Vec::new();
         plans.push(plan);

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use prometheus_wal::record::decode_histogram_samples;
 use prometheus_wal::writer::SegmentWriter;
 use prometheus_wal::{
     Codec, Follower, RecordSource, RecordType, decode_samples, decode_series, record_type,
@@ -83,6 +84,7 @@ fn count_wal(dir: &Path) -> anyhow::Result<WalCounts> {
     let start = Instant::now();
     let mut follower = Follower::open_to_end(dir)?;
     let (mut series_buf, mut samples_buf) = (Vec::new(), Vec::new());
+    let mut histograms_buf = Vec::new();
     let (mut samples, mut series) = (0u64, 0u64);
     let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
     while let Some(record) = follower.next_record()? {
@@ -98,6 +100,11 @@ fn count_wal(dir: &Path) -> anyhow::Result<WalCounts> {
                     min_t = min_t.min(s.t);
                     max_t = max_t.max(s.t);
                 }
+            }
+            // Native histogram samples count as samples too (one point each).
+            RecordType::HistogramSamples => {
+                decode_histogram_samples(record.data, &mut histograms_buf)?;
+                samples += histograms_buf.len() as u64;
             }
             _ => {}
         }
@@ -254,7 +261,9 @@ async fn scrape(client: &reqwest::Client, url: &str) -> Option<SidecarCounts> {
         let metric = name.split('{').next().unwrap_or(name);
         let v: f64 = value.parse().unwrap_or(0.0);
         match metric {
-            "prometheus_sidecar_samples_processed" => c.processed += v,
+            // Native histogram samples are samples of the input too.
+            "prometheus_sidecar_samples_processed"
+            | "prometheus_sidecar_native_histograms_read_total" => c.processed += v,
             "prometheus_sidecar_samples_produced" => c.produced += v,
             "prometheus_remote_storage_succeeded_samples_total" => c.succeeded += v,
             "prometheus_remote_storage_failed_samples_total" => c.failed += v,
